@@ -1,0 +1,355 @@
+/* Stream clients. A client lives on one worker; its output is the
+ * bufferevent's output buffer holding references to shared frames. */
+#include "client.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "hub.h"
+#include "log.h"
+#include "message.h"
+#include "ring.h"
+#include "sse.h"
+#include "worker.h"
+
+enum client_state { CLIENT_OPEN, CLIENT_DRAINING, CLIENT_CLOSED };
+
+struct client {
+  struct client *prev, *next;
+  struct worker *w;
+  struct evhttp_connection *evcon;
+  struct bufferevent *bev;
+  struct hub_sub *sub, *presence;
+  char *user_id, *role;
+  char **channels;
+  size_t nchannels;
+  uint64_t after; /* live messages up to this seq were already replayed */
+  double last_write;
+  struct event *expiry;
+  const char *reason;
+  enum client_state state;
+  char id[24];
+};
+
+static double now_cached(struct worker *w)
+{
+  struct timeval tv;
+  event_base_gettimeofday_cached(w->base, &tv);
+  return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+static void script_view(const struct client *c, struct script_client *v)
+{
+  v->id = c->id;
+  v->user_id = c->user_id;
+  v->role = c->role;
+  v->channels = (const char *const *)c->channels;
+  v->nchannels = c->nchannels;
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+  (void)arg;
+  /* A stream carries nothing from the client after the request. */
+  struct evbuffer *in = bufferevent_get_input(bev);
+  evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+  (void)bev;
+  struct client *c = arg;
+  if (what & BEV_EVENT_TIMEOUT)
+    client_close(c, c->reason ? c->reason : "timeout");
+  else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+    client_close(c, c->state == CLIENT_DRAINING && c->reason ? c->reason : "closed");
+}
+
+static void on_drained(struct bufferevent *bev, void *arg)
+{
+  struct client *c = arg;
+  if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    client_close(c, c->reason);
+}
+
+static void enqueue(struct client *c, struct frame *f)
+{
+  struct evbuffer *out = bufferevent_get_output(c->bev);
+  if (frame_add_to(f, out) != 0) {
+    client_close(c, "error");
+    return;
+  }
+  c->last_write = now_cached(c->w);
+  if (evbuffer_get_length(out) > (size_t)c->w->gw->cfg->max_queue) {
+    STAT_ADD(c->w->stats.slow, 1);
+    client_close(c, "slow");
+  }
+}
+
+void client_deliver(struct client *c, const struct message *m)
+{
+  if (c->state != CLIENT_OPEN || m->seq <= c->after)
+    return;
+  STAT_ADD(c->w->stats.deliveries, 1);
+  enqueue(c, m->frame);
+}
+
+static void replay_one(struct message *m, void *arg)
+{
+  struct client *c = arg;
+  if (c->state == CLIENT_OPEN && hub_sub_matches(c->sub, m)) {
+    STAT_ADD(c->w->stats.replayed, 1);
+    enqueue(c, m->frame);
+  }
+}
+
+static void send_control(struct client *c, const char *id, const char *event, const char *json)
+{
+  struct frame *f = sse_frame_event(id, event, json);
+  if (!f) {
+    client_close(c, "error");
+    return;
+  }
+  enqueue(c, f);
+  frame_unref(f);
+}
+
+/* The seam: the worker's inbox was drained just before, so everything up to
+ * w->last_seq has been fanned out here and everything after it will be.
+ * Replay (seen, last_seq]; live delivery then continues after last_seq. */
+static void resume(struct client *c, const char *resume_id)
+{
+  struct worker *w = c->w;
+  struct gateway *gw = w->gw;
+  uint64_t epoch, seen;
+  char json[256], oldest[MESSAGE_ID_MAX], here[MESSAGE_ID_MAX];
+  const char *reason = NULL;
+
+  ring_lock(gw->ring);
+  if (message_id_parse(resume_id, &epoch, &seen) != 0 || epoch != gw->epoch) {
+    reason = "unknown";
+  } else {
+    switch (ring_check_resume(gw->ring, seen)) {
+    case RING_RESUME_OK:
+      c->after = seen;
+      ring_each_range(gw->ring, seen, w->last_seq, replay_one, c);
+      break;
+    case RING_RESUME_TOO_OLD:
+      reason = "too_old";
+      break;
+    case RING_RESUME_UNKNOWN:
+      reason = "unknown";
+      break;
+    }
+  }
+  uint64_t oldest_seq = ring_oldest_seq(gw->ring);
+  ring_unlock(gw->ring);
+  if (!reason)
+    return;
+
+  /* The reset carries the current position as its id, so the browser's
+   * next reconnect resumes from here instead of resetting again. */
+  message_id_format(here, gw->epoch, w->last_seq);
+  if (oldest_seq) {
+    char q[MESSAGE_ID_MAX + 2];
+    message_id_format(oldest, gw->epoch, oldest_seq);
+    snprintf(q, sizeof(q), "\"%s\"", oldest);
+    snprintf(json, sizeof(json), "{\"type\":\"reset\",\"reason\":\"%s\",\"oldest_id\":%s}", reason, q);
+  } else {
+    snprintf(json, sizeof(json), "{\"type\":\"reset\",\"reason\":\"%s\",\"oldest_id\":null}", reason);
+  }
+  STAT_ADD(w->stats.resets, 1);
+  send_control(c, here, "tinysse.reset", json);
+}
+
+static void on_expiry(evutil_socket_t fd, short what, void *arg)
+{
+  (void)fd;
+  (void)what;
+  struct client *c = arg;
+  STAT_ADD(c->w->stats.expired, 1);
+  client_close_after(c, "tinysse.auth", "{\"type\":\"auth\",\"reason\":\"token_expired\"}",
+                     "expired");
+}
+
+static void free_fields(struct client_params *p)
+{
+  free(p->user_id);
+  free(p->role);
+  for (size_t i = 0; i < p->nchannels; i++)
+    free(p->channels[i]);
+  free(p->channels);
+}
+
+int client_open(struct worker *w, struct evhttp_request *req, struct client_params *p)
+{
+  struct gateway *gw = w->gw;
+  if (atomic_fetch_add(&gw->nclients, 1) >= gw->cfg->max_clients) {
+    atomic_fetch_sub(&gw->nclients, 1);
+    return -2;
+  }
+  struct client *c = calloc(1, sizeof(*c));
+  if (!c)
+    goto err;
+  c->w = w;
+  c->evcon = evhttp_request_get_connection(req);
+  c->bev = evhttp_connection_get_bufferevent(c->evcon);
+  snprintf(c->id, sizeof(c->id), "%d-%llu", w->index, (unsigned long long)++w->next_client_id);
+
+  /* Everything published so far is fanned out before this client joins. */
+  worker_drain(w);
+  c->sub = hub_subscribe(w->hub, c, (const char *const *)p->channels, p->nchannels);
+  if (!c->sub)
+    goto err;
+  pthread_mutex_lock(&gw->presence_lock);
+  c->presence = hub_subscribe(gw->presence, c, (const char *const *)p->channels, p->nchannels);
+  pthread_mutex_unlock(&gw->presence_lock);
+  if (!c->presence)
+    goto err;
+  if (p->expires_at > 0) {
+    c->expiry = evtimer_new(w->base, on_expiry, c);
+    if (!c->expiry)
+      goto err;
+  }
+
+  c->user_id = p->user_id;
+  c->role = p->role;
+  c->channels = p->channels;
+  c->nchannels = p->nchannels;
+  p->user_id = p->role = NULL; /* the client owns them now */
+  p->channels = NULL;
+  p->nchannels = 0;
+
+  /* Take the connection over from evhttp. */
+  bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
+  bufferevent_set_timeouts(c->bev, NULL, NULL);
+  bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+  evbuffer_add_printf(bufferevent_get_output(c->bev),
+                      "HTTP/1.1 200 OK\r\n"
+                      "Content-Type: text/event-stream\r\n"
+                      "Cache-Control: no-cache, no-transform\r\n"
+                      "X-Accel-Buffering: no\r\n"
+                      "%s\r\n"
+                      "retry: %ld\n\n",
+                      p->extra_headers ? p->extra_headers : "", gw->cfg->retry_ms);
+  c->last_write = now_cached(w);
+
+  c->next = w->clients;
+  if (w->clients)
+    w->clients->prev = c;
+  w->clients = c;
+  STAT_ADD(w->stats.connections, 1);
+  STAT_ADD(w->stats.connections_total, 1);
+
+  if (p->resume_id)
+    resume(c, p->resume_id);
+  if (c->expiry) {
+    double left = p->expires_at - (double)time(NULL);
+    struct timeval tv = {(time_t)(left > 0 ? left : 0), 0};
+    tv.tv_usec = left > 0 ? (suseconds_t)((left - (double)tv.tv_sec) * 1e6) : 0;
+    evtimer_add(c->expiry, &tv);
+  }
+  if (script_has(w->script, HOOK_ON_CONNECT)) {
+    struct script_client v;
+    script_view(c, &v);
+    script_on_connect(w->script, &v);
+  }
+  /* The request's headers are no longer needed: give their memory back. */
+  evhttp_clear_headers(evhttp_request_get_input_headers(req));
+  return 0;
+err:
+  if (c) {
+    hub_unsubscribe(w->hub, c->sub);
+    if (c->presence) {
+      pthread_mutex_lock(&gw->presence_lock);
+      hub_unsubscribe(gw->presence, c->presence);
+      pthread_mutex_unlock(&gw->presence_lock);
+    }
+    if (c->expiry)
+      event_free(c->expiry);
+    free(c);
+  }
+  atomic_fetch_sub(&gw->nclients, 1);
+  free_fields(p);
+  memset(p, 0, sizeof(*p));
+  return -1;
+}
+
+void client_close(struct client *c, const char *reason)
+{
+  if (c->state == CLIENT_CLOSED)
+    return;
+  c->state = CLIENT_CLOSED;
+  c->reason = reason;
+  if (c->expiry)
+    evtimer_del(c->expiry);
+  bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+  worker_reap_later(c->w, c);
+}
+
+void client_close_after(struct client *c, const char *event, const char *json, const char *reason)
+{
+  if (c->state != CLIENT_OPEN)
+    return;
+  send_control(c, NULL, event, json);
+  if (c->state != CLIENT_OPEN)
+    return;
+  c->state = CLIENT_DRAINING;
+  c->reason = reason;
+  struct timeval limit = {5, 0};
+  bufferevent_set_timeouts(c->bev, NULL, &limit);
+  bufferevent_setcb(c->bev, on_read, on_drained, on_event, c);
+  on_drained(c->bev, c);
+}
+
+void client_free(struct client *c)
+{
+  struct worker *w = c->w;
+  struct gateway *gw = w->gw;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    w->clients = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  hub_unsubscribe(w->hub, c->sub);
+  pthread_mutex_lock(&gw->presence_lock);
+  hub_unsubscribe(gw->presence, c->presence);
+  pthread_mutex_unlock(&gw->presence_lock);
+  if (script_has(w->script, HOOK_ON_DISCONNECT)) {
+    struct script_client v;
+    script_view(c, &v);
+    script_on_disconnect(w->script, &v, c->reason ? c->reason : "closed");
+  }
+  log_event(LOG_DEBUG, "stream_closed", "client=%s reason=%s", c->id, c->reason);
+  if (c->expiry)
+    event_free(c->expiry);
+  evhttp_connection_free(c->evcon);
+  for (size_t i = 0; i < c->nchannels; i++)
+    free(c->channels[i]);
+  free(c->channels);
+  free(c->user_id);
+  free(c->role);
+  free(c);
+  STAT_ADD(w->stats.connections, (unsigned long)-1);
+  atomic_fetch_sub(&gw->nclients, 1);
+}
+
+size_t client_tick(struct client *c, double now, double interval)
+{
+  struct evbuffer *out = bufferevent_get_output(c->bev);
+  if (c->state == CLIENT_OPEN && now - c->last_write >= interval) {
+    evbuffer_add(out, ": ping\n\n", 8);
+    c->last_write = now;
+  }
+  return evbuffer_get_length(out);
+}
+
+struct client *client_next(struct client *c) { return c->next; }

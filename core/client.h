@@ -1,0 +1,41 @@
+/* A stream client: an accepted GET on the stream endpoint whose connection
+ * the gateway takes over from evhttp (raw status line and headers, then SSE
+ * frames; no chunked encoding, no evhttp timeouts). */
+#ifndef TINYSSE_CLIENT_H
+#define TINYSSE_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct worker;
+struct message;
+struct evhttp_request;
+struct client;
+
+struct client_params {
+  char *user_id, *role;   /* ownership passes to the client */
+  char **channels;        /* ownership passes to the client */
+  size_t nchannels;
+  double expires_at;      /* Unix seconds; 0 = never */
+  const char *resume_id;  /* Last-Event-ID or ?lastEventId=, NULL when none */
+  const char *extra_headers; /* CORS lines ("Name: value\r\n"...), may be "" */
+};
+
+/* Opens the stream on req's connection. 0 on success (the client now owns
+ * the connection and p's strings); -1 out of memory, -2 too many clients:
+ * then nothing was taken and the caller answers req. */
+int client_open(struct worker *w, struct evhttp_request *req, struct client_params *p);
+/* Queues m's frame unless the client already has it (replay seam). */
+void client_deliver(struct client *c, const struct message *m);
+/* Stops deliveries and queues the client for freeing after the current pass. */
+void client_close(struct client *c, const char *reason);
+/* Sends a frame, then closes once it is written (or after a few seconds). */
+void client_close_after(struct client *c, const char *event, const char *json, const char *reason);
+/* Frees a client queued by client_close: hooks, hub, connection. */
+void client_free(struct client *c);
+/* Sends `: ping` when nothing was written for `interval` seconds; returns
+ * the bytes queued for the client. */
+size_t client_tick(struct client *c, double now, double interval);
+struct client *client_next(struct client *c);
+
+#endif

@@ -1,0 +1,235 @@
+/* Option parsing. Strings stay owned by argv or are strdup'd from the script
+ * (config lives for the whole process, so they are never freed). */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+enum kind { K_STR, K_LIST, K_LONG, K_DOUBLE, K_FLAG };
+
+struct option_desc {
+  const char *name;
+  enum kind kind;
+  size_t off, count_off; /* count_off for lists */
+  double min, max;
+  const char *help;
+};
+
+#define F(field) offsetof(struct config, field)
+
+static const struct option_desc options[] = {
+    {"listen", K_LIST, F(listen), F(nlisten), 0, 0, "ADDR:PORT to listen on (repeatable)"},
+    {"script", K_STR, F(script), 0, 0, 0, "the operator's Lua script"},
+    {"endpoint", K_STR, F(endpoint), 0, 0, 0, "path of the stream (default /events)"},
+    {"buffer", K_LONG, F(buffer), 0, 1, 10000000, "replay buffer size in messages"},
+    {"heartbeat", K_DOUBLE, F(heartbeat), 0, 0.1, 3600, "seconds of silence before a ': ping'"},
+    {"retry", K_LONG, F(retry_ms), 0, 0, 3600000, "retry: value sent to clients, in ms"},
+    {"publish-key", K_STR, F(publish_key), 0, 0, 0, "bearer key for POST /publish"},
+    {"cors-origin", K_LIST, F(cors_origin), F(ncors_origin), 0, 0, "allowed browser origin (repeatable, * allowed)"},
+    {"max-clients", K_LONG, F(max_clients), 0, 1, 10000000, "stream connections beyond this get 503"},
+    {"workers", K_LONG, F(workers), 0, 1, 256, "event-loop threads"},
+    {"redis", K_STR, F(redis), 0, 0, 0, "cluster mode over Redis (not in this release)"},
+    {"max-queue", K_LONG, F(max_queue), 0, 1024, 1L << 34, "bytes queued per stream before it is closed as slow"},
+    {"max-body", K_LONG, F(max_body), 0, 64, 1L << 30, "largest request body in bytes"},
+    {"max-header", K_LONG, F(max_header), 0, 256, 1L << 20, "largest request line plus headers in bytes"},
+    {"hook-timeout", K_DOUBLE, F(hook_timeout), 0, 0.001, 60, "seconds a Lua hook may run"},
+    {"script-memory", K_LONG, F(script_memory), 0, 1L << 20, 1L << 34, "bytes a Lua state may allocate"},
+    {"log-level", K_STR, F(log_level), 0, 0, 0, "debug, info, warn or error"},
+    {"check", K_FLAG, F(check), 0, 0, 0, "load the script, report problems, exit 0/1"},
+    {"help", K_FLAG, F(help), 0, 0, 0, "this text"},
+    {"version", K_FLAG, F(version), 0, 0, 0, "print the version"},
+};
+#define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+void config_defaults(struct config *c)
+{
+  memset(c, 0, sizeof(*c));
+  c->listen[0] = "127.0.0.1:8080";
+  c->nlisten = 1;
+  c->script = "scripts/default.lua";
+  c->endpoint = "/events";
+  c->buffer = 1000;
+  c->heartbeat = 15;
+  c->retry_ms = 2000;
+  c->max_clients = 100000;
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  c->workers = cores > 0 ? cores : 1;
+  c->max_queue = 1L << 20;
+  c->max_body = 1L << 20;
+  c->max_header = 8192;
+  c->hook_timeout = 0.25;
+  c->script_memory = 64L << 20;
+  c->log_level = "info";
+}
+
+static const struct option_desc *find_option(const char *name, size_t len)
+{
+  for (size_t i = 0; i < NOPTIONS; i++) {
+    const char *o = options[i].name;
+    if (strlen(o) != len)
+      continue;
+    size_t k = 0;
+    /* '_' in script config names matches '-' */
+    while (k < len && (o[k] == name[k] || (o[k] == '-' && name[k] == '_')))
+      k++;
+    if (k == len)
+      return &options[i];
+  }
+  return NULL;
+}
+
+static int set_value(struct config *c, const struct option_desc *o, const char *value,
+                     char *err, size_t errlen)
+{
+  char *p = (char *)c + o->off;
+  char *end;
+  switch (o->kind) {
+  case K_STR:
+    *(const char **)p = value;
+    return 0;
+  case K_LIST: {
+    int *n = (int *)((char *)c + o->count_off);
+    if (*n >= CONFIG_MAX_LIST) {
+      snprintf(err, errlen, "--%s: at most %d values", o->name, CONFIG_MAX_LIST);
+      return -1;
+    }
+    ((const char **)p)[(*n)++] = value;
+    return 0;
+  }
+  case K_LONG: {
+    errno = 0;
+    long v = strtol(value, &end, 10);
+    if (errno || end == value || *end || v < (long)o->min || v > (long)o->max) {
+      snprintf(err, errlen, "--%s: expected a whole number from %.0f to %.0f, got '%s'",
+               o->name, o->min, o->max, value);
+      return -1;
+    }
+    *(long *)p = v;
+    return 0;
+  }
+  case K_DOUBLE: {
+    errno = 0;
+    double v = strtod(value, &end);
+    if (errno || end == value || *end || !(v >= o->min && v <= o->max)) {
+      snprintf(err, errlen, "--%s: expected a number from %g to %g, got '%s'", o->name,
+               o->min, o->max, value);
+      return -1;
+    }
+    *(double *)p = v;
+    return 0;
+  }
+  case K_FLAG:
+    if (value && strcmp(value, "true") != 0 && strcmp(value, "1") != 0) {
+      *(int *)p = 0;
+      return 0;
+    }
+    *(int *)p = 1;
+    return 0;
+  }
+  return -1;
+}
+
+int config_parse_args(struct config *c, int argc, char **argv, char *err, size_t errlen)
+{
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strncmp(a, "--", 2) != 0) {
+      snprintf(err, errlen, "unexpected argument '%s' (options start with --; see --help)", a);
+      return -1;
+    }
+    const char *name = a + 2, *eq = strchr(name, '=');
+    size_t len = eq ? (size_t)(eq - name) : strlen(name);
+    const struct option_desc *o = find_option(name, len);
+    if (!o || strchr(name, '_')) {
+      snprintf(err, errlen, "unknown option '%.*s' (see --help)", (int)(len + 2), a);
+      return -1;
+    }
+    const char *value = NULL;
+    if (o->kind == K_FLAG) {
+      if (eq) {
+        snprintf(err, errlen, "--%s takes no value", o->name);
+        return -1;
+      }
+    } else if (eq) {
+      value = eq + 1;
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      snprintf(err, errlen, "--%s needs a value", o->name);
+      return -1;
+    }
+    if (set_value(c, o, value, err, errlen) != 0)
+      return -1;
+    c->set_by_cli |= 1ULL << (o - options);
+  }
+  return 0;
+}
+
+void config_begin_script(struct config *c)
+{
+  for (size_t i = 0; i < NOPTIONS; i++)
+    if (options[i].kind == K_LIST && !(c->set_by_cli & (1ULL << i)))
+      *(int *)((char *)c + options[i].count_off) = 0;
+}
+
+int config_set_from_script(struct config *c, const char *name, const char *value, char *err,
+                           size_t errlen)
+{
+  const struct option_desc *o = find_option(name, strlen(name));
+  if (!o || o->kind == K_FLAG || strcmp(o->name, "script") == 0) {
+    snprintf(err, errlen, "config.%s: not an option a script can set", name);
+    return -1;
+  }
+  if (c->set_by_cli & (1ULL << (o - options)))
+    return 0;
+  char *copy = strdup(value);
+  if (!copy || set_value(c, o, copy, err, errlen) != 0) {
+    free(copy);
+    return -1;
+  }
+  return 0;
+}
+
+int config_validate(struct config *c, char *err, size_t errlen)
+{
+  if (c->endpoint[0] != '/') {
+    snprintf(err, errlen, "--endpoint must start with '/', got '%s'", c->endpoint);
+    return -1;
+  }
+  if (log_parse_level(c->log_level) < 0) {
+    snprintf(err, errlen, "--log-level: expected debug, info, warn or error, got '%s'",
+             c->log_level);
+    return -1;
+  }
+  if (c->publish_key && strlen(c->publish_key) < 16) {
+    snprintf(err, errlen, "the publish key must be at least 16 characters long");
+    return -1;
+  }
+  if (c->redis) {
+    snprintf(err, errlen, "--redis: cluster mode is not available in this release");
+    return -1;
+  }
+  if (c->nlisten == 0) {
+    snprintf(err, errlen, "--listen: at least one address is needed");
+    return -1;
+  }
+  return 0;
+}
+
+void config_usage(const char *argv0)
+{
+  printf("usage: %s [options]\n\nA Server-Sent Events gateway with Lua hooks.\n\n", argv0);
+  for (size_t i = 0; i < NOPTIONS; i++) {
+    char left[40];
+    snprintf(left, sizeof(left), "--%s%s", options[i].name,
+             options[i].kind == K_FLAG ? "" : " VALUE");
+    printf("  %-26s %s\n", left, options[i].help);
+  }
+  printf("\nEvery option except --script can also come from the script's config table.\n"
+         "The publish key can also come from the environment variable TINYSSE_PUBLISH_KEY.\n");
+}

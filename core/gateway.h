@@ -1,0 +1,82 @@
+/* The process-wide gateway and its workers. A worker owns an event base, an
+ * HTTP front, its clients, its channel index and its own Lua state; the
+ * gateway holds what all workers share: the config, the replay ring, the
+ * presence table and the instance secret. */
+#ifndef TINYSSE_GATEWAY_H
+#define TINYSSE_GATEWAY_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "host.h"
+
+struct event_base;
+struct event;
+struct evhttp;
+struct hub;
+struct ring;
+struct message;
+struct client;
+
+/* Counters owned by one worker: written only by it (relaxed stores), summed
+ * by /metrics from any thread. */
+struct worker_stats {
+  atomic_ulong connections, connections_total, deliveries, replayed, resets, slow,
+      expired, auth_rejected, bytes_queued, http_requests, http_errors;
+};
+
+struct worker {
+  int index;
+  struct gateway *gw;
+  struct event_base *base;
+  struct evhttp *http;
+  struct hub *hub;
+  struct script *script;
+  struct script_stats sstats;
+  struct worker_stats stats;
+
+  /* Messages handed over by broker_publish, in seq order. */
+  pthread_mutex_t inbox_lock;
+  struct message **inbox;
+  size_t inbox_n, inbox_cap;
+  int wake_fd; /* eventfd */
+  struct event *wake_ev;
+  atomic_int reload_pending, stop_pending;
+
+  uint64_t last_seq; /* the last message this worker fanned out */
+  struct client *clients;        /* doubly linked list of open streams */
+  struct client **reap;          /* streams to free after the current pass */
+  size_t nreap, reap_cap;
+  struct event *reap_ev, *tick_ev;
+  uint64_t next_client_id;
+  pthread_t thread;
+};
+
+struct gateway {
+  struct config *cfg;
+  struct ring *ring;
+  uint64_t epoch; /* start time in ms: the first half of every id */
+  struct worker **workers;
+  int nworkers;
+  atomic_long nclients;
+  atomic_ulong published;
+  double started;
+  unsigned char secret[32];
+  char publish_key[128]; /* empty when publishing is left to the script */
+  struct tinysse_module_host module_host;
+  struct script_limits limits;
+  /* channel -> subscribers across all workers, for /channels and counts */
+  pthread_mutex_t presence_lock;
+  struct hub *presence;
+};
+
+/* Relaxed single-writer increment for worker_stats fields. */
+#define STAT_ADD(field, n) \
+  atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (n), \
+                        memory_order_relaxed)
+#define STAT_GET(field) atomic_load_explicit(&(field), memory_order_relaxed)
+
+#endif

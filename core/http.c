@@ -1,0 +1,369 @@
+/* The HTTP front: routing, limits, CORS, request views for hooks, publisher
+ * authorisation and the small endpoints. */
+#include "http.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <json-c/json.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "hub.h"
+#include "jsonutil.h"
+#include "log.h"
+#include "metrics.h"
+#include "publish.h"
+#include "stream.h"
+#include "worker.h"
+
+const char *http_bearer(struct evhttp_request *req)
+{
+  const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+  if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+    return NULL;
+  h += 7;
+  while (*h == ' ')
+    h++;
+  return *h ? h : NULL;
+}
+
+int http_is_publisher(struct worker *w, struct evhttp_request *req)
+{
+  const char *key = w->gw->publish_key, *got = http_bearer(req);
+  unsigned char a[32], b[32];
+  if (!key[0] || !got)
+    return 0;
+  /* Comparing digests keeps the time independent of where they differ and
+   * of the length of what the client sent. */
+  EVP_Digest(key, strlen(key), a, NULL, EVP_sha256(), NULL);
+  EVP_Digest(got, strlen(got), b, NULL, EVP_sha256(), NULL);
+  return CRYPTO_memcmp(a, b, sizeof(a)) == 0;
+}
+
+int http_authorize_publisher(struct worker *w, struct evhttp_request *req, struct req_view *v)
+{
+  char why[512];
+  if (v->sr.publisher)
+    return 0;
+  if (script_has(w->script, HOOK_AUTHORIZE_PUBLISH)) {
+    switch (script_authorize_publish(w->script, &v->sr, why, sizeof(why))) {
+    case SCRIPT_OK:
+      return 0;
+    case SCRIPT_DENY:
+      reply_error(req, 403, "forbidden", "%s", why);
+      return -1;
+    default:
+      reply_error(req, 500, "script", "authorize_publish failed: %s", why);
+      return -1;
+    }
+  }
+  if (!http_bearer(req))
+    reply_error(req, 401, "auth", "publishing needs Authorization: Bearer <publish key>");
+  else
+    reply_error(req, 403, "forbidden", "the bearer key is not this gateway's publish key");
+  return -1;
+}
+
+int req_view_init(struct req_view *v, struct evhttp_request *req, int with_body)
+{
+  memset(v, 0, sizeof(*v));
+  TAILQ_INIT(&v->query);
+  const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+  const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
+  if (q && evhttp_parse_query_str(q, &v->query) != 0) {
+    evhttp_clear_headers(&v->query);
+    TAILQ_INIT(&v->query);
+  }
+  struct evkeyvalq *hs = evhttp_request_get_input_headers(req);
+  size_t nq = 0, nh = 0, namebytes = 0;
+  struct evkeyval *kv;
+  TAILQ_FOREACH(kv, &v->query, next) nq++;
+  TAILQ_FOREACH(kv, hs, next) {
+    nh++;
+    namebytes += strlen(kv->key) + 1;
+  }
+  v->kv = calloc(nq + nh + 1, sizeof(*v->kv));
+  v->names = malloc(namebytes + 1);
+  if (!v->kv || !v->names) {
+    req_view_free(v);
+    return -1;
+  }
+  size_t i = 0;
+  TAILQ_FOREACH(kv, &v->query, next) {
+    v->kv[i].key = kv->key;
+    v->kv[i++].value = kv->value;
+  }
+  char *p = v->names;
+  TAILQ_FOREACH(kv, hs, next) {
+    size_t n = strlen(kv->key) + 1;
+    for (size_t k = 0; k < n; k++)
+      p[k] = (char)tolower((unsigned char)kv->key[k]);
+    v->kv[i].key = p;
+    v->kv[i++].value = kv->value;
+    p += n;
+  }
+  char *addr = NULL;
+  ev_uint16_t port = 0;
+  evhttp_connection_get_peer(evhttp_request_get_connection(req), &addr, &port);
+  snprintf(v->peer, sizeof(v->peer), "%s:%u", addr ? addr : "?", (unsigned)port);
+
+  static const char *const methods[] = {"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS",
+                                        "TRACE", "CONNECT", "PATCH"};
+  enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+  v->sr.method = "OTHER";
+  for (int m = 0; m < 9; m++)
+    if (cmd == (enum evhttp_cmd_type)(1 << m))
+      v->sr.method = methods[m];
+  v->sr.path = uri && evhttp_uri_get_path(uri) ? evhttp_uri_get_path(uri) : "/";
+  v->sr.peer = v->peer;
+  v->sr.query = v->kv;
+  v->sr.nquery = nq;
+  v->sr.headers = v->kv + nq;
+  v->sr.nheaders = nh;
+  if (with_body) {
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    v->sr.body = len ? (const char *)evbuffer_pullup(in, -1) : "";
+    v->sr.body_len = len;
+  }
+  return 0;
+}
+
+void req_view_free(struct req_view *v)
+{
+  evhttp_clear_headers(&v->query);
+  free(v->kv);
+  free(v->names);
+  v->kv = NULL;
+  v->names = NULL;
+}
+
+const char *req_view_query(const struct req_view *v, const char *key)
+{
+  return evhttp_find_header(&v->query, key);
+}
+
+const char *http_cors_lines(struct worker *w, struct evhttp_request *req, char *buf, size_t cap)
+{
+  struct config *cfg = w->gw->cfg;
+  const char *origin = evhttp_find_header(evhttp_request_get_input_headers(req), "Origin");
+  buf[0] = '\0';
+  if (!origin || cfg->ncors_origin == 0)
+    return buf;
+  for (int i = 0; i < cfg->ncors_origin; i++) {
+    if (strcmp(cfg->cors_origin[i], "*") == 0) {
+      snprintf(buf, cap, "Access-Control-Allow-Origin: *\r\n");
+      return buf;
+    }
+    if (strcmp(cfg->cors_origin[i], origin) == 0 && strlen(origin) < 256 &&
+        !strpbrk(origin, "\r\n")) {
+      snprintf(buf, cap, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", origin);
+      return buf;
+    }
+  }
+  return buf;
+}
+
+/* Adds the CORS lines to an evhttp reply. */
+static void add_cors(struct worker *w, struct evhttp_request *req)
+{
+  char buf[512];
+  char *line = (char *)http_cors_lines(w, req, buf, sizeof(buf));
+  struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+  while (*line) {
+    char *colon = strchr(line, ':'), *end = strstr(line, "\r\n");
+    if (!colon || !end)
+      break;
+    *colon = '\0';
+    *end = '\0';
+    evhttp_add_header(h, line, colon + 2);
+    line = end + 2;
+  }
+}
+
+static int header_bytes(struct evhttp_request *req)
+{
+  size_t n = strlen(evhttp_request_get_uri(req)) + 16;
+  struct evkeyval *kv;
+  TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next)
+    n += strlen(kv->key) + strlen(kv->value) + 4;
+  return n > 0x7fffffff ? 0x7fffffff : (int)n;
+}
+
+static void handle_healthz(struct worker *w, struct evhttp_request *req)
+{
+  struct gateway *gw = w->gw;
+  struct json_object *o = json_object_new_object();
+  json_object_object_add(o, "status", json_object_new_string("ok"));
+  json_object_object_add(o, "connections", json_object_new_int64(atomic_load(&gw->nclients)));
+  json_object_object_add(o, "workers", json_object_new_int(gw->nworkers));
+  reply_json(req, 200, o);
+}
+
+static void handle_metrics(struct worker *w, struct evhttp_request *req)
+{
+  struct evbuffer *out = evbuffer_new();
+  metrics_render(w->gw, out);
+  evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                    "text/plain; version=0.0.4");
+  evhttp_send_reply(req, 200, "OK", out);
+  evbuffer_free(out);
+}
+
+static void add_count(const char *ch, size_t n, void *arg)
+{
+  json_object_object_add(arg, ch, json_object_new_int64((int64_t)n));
+}
+
+static void handle_channels(struct worker *w, struct evhttp_request *req)
+{
+  struct gateway *gw = w->gw;
+  struct req_view v;
+  if (req_view_init(&v, req, 0) != 0) {
+    reply_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  v.sr.publisher = http_is_publisher(w, req);
+  if (http_authorize_publisher(w, req, &v) == 0) {
+    const char *one = req_view_query(&v, "channel");
+    struct json_object *o = json_object_new_object();
+    pthread_mutex_lock(&gw->presence_lock);
+    if (one) {
+      json_object_object_add(o, "channel", json_object_new_string(one));
+      json_object_object_add(o, "subscribers",
+                             json_object_new_int64((int64_t)hub_subscribers(gw->presence, one)));
+    } else {
+      struct json_object *all = json_object_new_object();
+      hub_each_channel(gw->presence, add_count, all);
+      json_object_object_add(o, "channels", all);
+    }
+    pthread_mutex_unlock(&gw->presence_lock);
+    reply_json(req, 200, o);
+  }
+  req_view_free(&v);
+}
+
+static void handle_token(struct worker *w, struct evhttp_request *req)
+{
+  struct req_view v;
+  char why[512], *token = NULL;
+  double expires_in = 0;
+  if (!script_has(w->script, HOOK_ISSUE_TOKEN)) {
+    reply_error(req, 404, "not_found", "this gateway's script does not issue tokens (no issue_token hook)");
+    return;
+  }
+  if (req_view_init(&v, req, 1) != 0) {
+    reply_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  v.sr.publisher = http_is_publisher(w, req);
+  switch (script_issue_token(w->script, &v.sr, &token, &expires_in, why, sizeof(why))) {
+  case SCRIPT_OK: {
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "token", json_object_new_string(token));
+    json_object_object_add(o, "expires_in", json_object_new_int64((int64_t)expires_in));
+    reply_json(req, 200, o);
+    break;
+  }
+  case SCRIPT_DENY:
+    reply_error(req, 403, "forbidden", "%s", why);
+    break;
+  default:
+    reply_error(req, 500, "script", "issue_token failed: %s", why);
+  }
+  free(token);
+  req_view_free(&v);
+}
+
+static void method_not_allowed(struct evhttp_request *req, const char *allow)
+{
+  evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+  reply_error(req, 405, "method_not_allowed", "this path accepts %s", allow);
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+  struct worker *w = arg;
+  struct config *cfg = w->gw->cfg;
+  enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+  const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+  const char *path = uri && evhttp_uri_get_path(uri) && *evhttp_uri_get_path(uri)
+                         ? evhttp_uri_get_path(uri) : "/";
+
+  STAT_ADD(w->stats.http_requests, 1);
+  if (header_bytes(req) > cfg->max_header) {
+    reply_error(req, 431, "headers_too_large", "the request line and headers exceed %ld bytes",
+                cfg->max_header);
+    return;
+  }
+  add_cors(w, req);
+  if (cmd == EVHTTP_REQ_OPTIONS) {
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    evhttp_add_header(h, "Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID");
+    evhttp_add_header(h, "Access-Control-Max-Age", "600");
+    evhttp_send_reply(req, 204, "No Content", NULL);
+    return;
+  }
+
+  int is_get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
+  if (strcmp(path, cfg->endpoint) == 0) {
+    if (cmd != EVHTTP_REQ_GET)
+      method_not_allowed(req, "GET");
+    else
+      stream_request(w, req);
+  } else if (strcmp(path, "/publish") == 0) {
+    if (cmd != EVHTTP_REQ_POST)
+      method_not_allowed(req, "POST");
+    else
+      publish_request(w, req);
+  } else if (strcmp(path, "/auth/sse-token") == 0) {
+    if (cmd != EVHTTP_REQ_POST)
+      method_not_allowed(req, "POST");
+    else
+      handle_token(w, req);
+  } else if (strcmp(path, "/healthz") == 0) {
+    if (!is_get)
+      method_not_allowed(req, "GET, HEAD");
+    else
+      handle_healthz(w, req);
+  } else if (strcmp(path, "/metrics") == 0) {
+    if (!is_get)
+      method_not_allowed(req, "GET, HEAD");
+    else
+      handle_metrics(w, req);
+  } else if (strcmp(path, "/channels") == 0) {
+    if (!is_get)
+      method_not_allowed(req, "GET, HEAD");
+    else
+      handle_channels(w, req);
+  } else {
+    reply_error(req, 404, "not_found", "no such endpoint; see the README for the HTTP API");
+  }
+}
+
+struct evhttp *http_new(struct worker *w)
+{
+  struct config *cfg = w->gw->cfg;
+  struct evhttp *http = evhttp_new(w->base);
+  if (!http)
+    return NULL;
+  evhttp_set_gencb(http, on_request, w);
+  evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                       EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                                       EVHTTP_REQ_PATCH);
+  /* evhttp's own limits are a backstop above ours: what lies between gets
+   * a JSON 431/413 from us; beyond it libevent answers (or closes) itself. */
+  evhttp_set_max_headers_size(http, cfg->max_header * 4);
+  evhttp_set_max_body_size(http, cfg->max_body * 2);
+  /* Idle keep-alive publish connections and slow request senders. */
+  evhttp_set_timeout(http, 60);
+  return http;
+}

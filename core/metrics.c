@@ -1,0 +1,96 @@
+/* /metrics in the Prometheus text format. */
+#include "metrics.h"
+
+#include <stddef.h>
+
+#include <event2/buffer.h>
+
+#include "gateway.h"
+#include "ring.h"
+
+static void head(struct evbuffer *out, const char *name, const char *type, const char *help)
+{
+  evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A worker_stats field, per worker or summed. */
+static void per_worker(struct evbuffer *out, struct gateway *gw, const char *name,
+                       const char *type, const char *help, size_t off)
+{
+  head(out, name, type, help);
+  for (int i = 0; i < gw->nworkers; i++) {
+    atomic_ulong *f = (atomic_ulong *)((char *)&gw->workers[i]->stats + off);
+    evbuffer_add_printf(out, "%s{worker=\"%d\"} %lu\n", name, i, STAT_GET(*f));
+  }
+}
+
+static void summed(struct evbuffer *out, struct gateway *gw, const char *name, const char *type,
+                   const char *help, size_t off)
+{
+  unsigned long sum = 0;
+  for (int i = 0; i < gw->nworkers; i++)
+    sum += STAT_GET(*(atomic_ulong *)((char *)&gw->workers[i]->stats + off));
+  head(out, name, type, help);
+  evbuffer_add_printf(out, "%s %lu\n", name, sum);
+}
+
+#define WS(field) offsetof(struct worker_stats, field)
+
+void metrics_render(struct gateway *gw, struct evbuffer *out)
+{
+  per_worker(out, gw, "tinysse_connections", "gauge", "Open streams.", WS(connections));
+  summed(out, gw, "tinysse_connections_total", "counter", "Streams opened.", WS(connections_total));
+  head(out, "tinysse_messages_published_total", "counter", "Messages accepted for publishing.");
+  evbuffer_add_printf(out, "tinysse_messages_published_total %lu\n", atomic_load(&gw->published));
+  summed(out, gw, "tinysse_deliveries_total", "counter", "Messages queued to streams (live).", WS(deliveries));
+  summed(out, gw, "tinysse_replayed_messages_total", "counter", "Messages sent from the replay buffer on resume.", WS(replayed));
+  summed(out, gw, "tinysse_resets_total", "counter", "tinysse.reset events sent (resume id too old or unknown).", WS(resets));
+  summed(out, gw, "tinysse_slow_disconnects_total", "counter", "Streams closed because their queue passed --max-queue.", WS(slow));
+  summed(out, gw, "tinysse_expired_total", "counter", "Streams closed because their token expired.", WS(expired));
+  summed(out, gw, "tinysse_auth_rejected_total", "counter", "Stream requests refused for a missing or rejected token.", WS(auth_rejected));
+  summed(out, gw, "tinysse_bytes_queued", "gauge", "Bytes waiting in stream output queues.", WS(bytes_queued));
+  summed(out, gw, "tinysse_http_requests_total", "counter", "HTTP requests handled.", WS(http_requests));
+
+  ring_lock(gw->ring);
+  size_t held = ring_count(gw->ring);
+  ring_unlock(gw->ring);
+  head(out, "tinysse_replay_buffer_messages", "gauge", "Messages held for replay.");
+  evbuffer_add_printf(out, "tinysse_replay_buffer_messages %zu\n", held);
+
+  /* Script counters (plain words written by each worker's own thread). */
+  unsigned long errors = 0, timeouts = 0, memory = 0, bad = 0, calls[HOOK_COUNT] = {0};
+  unsigned long buckets[8] = {0}, count = 0;
+  double sum = 0;
+  for (int i = 0; i < gw->nworkers; i++) {
+    const struct script_stats *s = &gw->workers[i]->sstats;
+    errors += s->errors;
+    timeouts += s->timeouts;
+    memory += s->memory_errors;
+    bad += s->bad_returns;
+    for (int h = 0; h < HOOK_COUNT; h++)
+      calls[h] += s->calls[h];
+    for (int b = 0; b < 8; b++)
+      buckets[b] += s->latency_buckets[b];
+    sum += s->latency_sum;
+    count += s->latency_count;
+  }
+  head(out, "tinysse_script_errors_total", "counter", "Lua hook calls that failed (any cause).");
+  evbuffer_add_printf(out, "tinysse_script_errors_total %lu\n", errors);
+  head(out, "tinysse_script_timeouts_total", "counter", "Lua hook calls stopped by the time budget.");
+  evbuffer_add_printf(out, "tinysse_script_timeouts_total %lu\n", timeouts);
+  head(out, "tinysse_script_memory_errors_total", "counter", "Lua hook calls stopped by the memory cap.");
+  evbuffer_add_printf(out, "tinysse_script_memory_errors_total %lu\n", memory);
+  head(out, "tinysse_script_bad_returns_total", "counter", "Lua hook calls that returned the wrong types.");
+  evbuffer_add_printf(out, "tinysse_script_bad_returns_total %lu\n", bad);
+  head(out, "tinysse_hook_calls_total", "counter", "Lua hook calls by hook.");
+  for (int h = 0; h < HOOK_COUNT; h++)
+    evbuffer_add_printf(out, "tinysse_hook_calls_total{hook=\"%s\"} %lu\n",
+                        script_hook_name((enum script_hook)h), calls[h]);
+  head(out, "tinysse_hook_duration_seconds", "histogram", "Time spent in Lua hook calls.");
+  for (int b = 0; b < 8; b++)
+    evbuffer_add_printf(out, "tinysse_hook_duration_seconds_bucket{le=\"%g\"} %lu\n",
+                        script_latency_bounds[b], buckets[b]);
+  evbuffer_add_printf(out, "tinysse_hook_duration_seconds_bucket{le=\"+Inf\"} %lu\n", count);
+  evbuffer_add_printf(out, "tinysse_hook_duration_seconds_sum %.6f\n", sum);
+  evbuffer_add_printf(out, "tinysse_hook_duration_seconds_count %lu\n", count);
+}

@@ -1,0 +1,289 @@
+/* Worker threads: event loop, inbox, fan-out pass, heartbeat tick, reaping,
+ * script reload and stop requests. */
+#include "worker.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+
+#include "client.h"
+#include "http.h"
+#include "hub.h"
+#include "log.h"
+#include "message.h"
+
+static void deliver_cb(void *owner, const struct message *m, void *arg)
+{
+  (void)arg;
+  client_deliver(owner, m);
+}
+
+void worker_drain(struct worker *w)
+{
+  pthread_mutex_lock(&w->inbox_lock);
+  struct message **batch = w->inbox;
+  size_t n = w->inbox_n;
+  w->inbox = NULL;
+  w->inbox_n = w->inbox_cap = 0;
+  pthread_mutex_unlock(&w->inbox_lock);
+
+  for (size_t i = 0; i < n; i++) {
+    hub_route(w->hub, batch[i], deliver_cb, NULL);
+    w->last_seq = batch[i]->seq;
+    message_unref(batch[i]);
+  }
+  free(batch);
+}
+
+void worker_inbox_push(struct worker *w, struct message *m)
+{
+  pthread_mutex_lock(&w->inbox_lock);
+  if (w->inbox_n == w->inbox_cap) {
+    size_t cap = w->inbox_cap ? w->inbox_cap * 2 : 16;
+    struct message **p = realloc(w->inbox, cap * sizeof(*p));
+    if (!p) {
+      /* Without memory the worker cannot queue it; its clients will see a
+       * gap, so say so loudly. The message stays in the ring for replay. */
+      pthread_mutex_unlock(&w->inbox_lock);
+      log_event(LOG_ERROR, "inbox_full", "worker=%d seq=%llu", w->index, (unsigned long long)m->seq);
+      return;
+    }
+    w->inbox = p;
+    w->inbox_cap = cap;
+  }
+  w->inbox[w->inbox_n++] = message_ref(m);
+  pthread_mutex_unlock(&w->inbox_lock);
+}
+
+void worker_wake(struct worker *w)
+{
+  uint64_t one = 1;
+  ssize_t r = write(w->wake_fd, &one, sizeof(one));
+  (void)r; /* EAGAIN means a wake-up is already pending */
+}
+
+static void reload_script(struct worker *w)
+{
+  char err[1024];
+  struct gateway *gw = w->gw;
+  struct script *s = script_load(gw->cfg->script, &gw->limits, &gw->module_host, &w->sstats, err,
+                                 sizeof(err));
+  char q[1100];
+  if (!s) {
+    log_event(LOG_ERROR, "reload_failed", "worker=%d keeping=old error=%s", w->index,
+              log_quote(q, sizeof(q), err));
+    return;
+  }
+  script_free(w->script);
+  w->script = s;
+  log_event(LOG_INFO, "script_reloaded", "worker=%d script=%s", w->index,
+            log_quote(q, sizeof(q), gw->cfg->script));
+}
+
+static void stop(struct worker *w)
+{
+  for (struct client *c = w->clients; c; c = client_next(c))
+    client_close(c, "shutdown");
+  for (size_t i = 0; i < w->nreap; i++)
+    client_free(w->reap[i]);
+  w->nreap = 0;
+  if (w->http) {
+    evhttp_free(w->http);
+    w->http = NULL;
+  }
+  event_base_loopbreak(w->base);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+  (void)what;
+  struct worker *w = arg;
+  uint64_t v;
+  ssize_t r = read(fd, &v, sizeof(v));
+  (void)r;
+  worker_drain(w);
+  if (atomic_exchange(&w->reload_pending, 0))
+    reload_script(w);
+  if (atomic_exchange(&w->stop_pending, 0))
+    stop(w);
+}
+
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+  (void)fd;
+  (void)what;
+  struct worker *w = arg;
+  /* on_disconnect hooks may publish, but never close other clients. */
+  for (size_t i = 0; i < w->nreap; i++)
+    client_free(w->reap[i]);
+  w->nreap = 0;
+}
+
+void worker_reap_later(struct worker *w, struct client *c)
+{
+  if (w->nreap == w->reap_cap) {
+    size_t cap = w->reap_cap ? w->reap_cap * 2 : 64;
+    struct client **p = realloc(w->reap, cap * sizeof(*p));
+    if (!p) {
+      log_event(LOG_ERROR, "out_of_memory", "where=reap");
+      abort();
+    }
+    w->reap = p;
+    w->reap_cap = cap;
+  }
+  w->reap[w->nreap++] = c;
+  event_active(w->reap_ev, EV_READ, 0);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+  (void)fd;
+  (void)what;
+  struct worker *w = arg;
+  struct timeval tv;
+  event_base_gettimeofday_cached(w->base, &tv);
+  double now = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+  size_t queued = 0;
+  for (struct client *c = w->clients; c; c = client_next(c))
+    queued += client_tick(c, now, w->gw->cfg->heartbeat);
+  atomic_store_explicit(&w->stats.bytes_queued, queued, memory_order_relaxed);
+}
+
+void worker_request_reload(struct worker *w)
+{
+  atomic_store(&w->reload_pending, 1);
+  worker_wake(w);
+}
+
+void worker_request_stop(struct worker *w)
+{
+  atomic_store(&w->stop_pending, 1);
+  worker_wake(w);
+}
+
+static int bind_listeners(struct worker *w, char *err, size_t errlen)
+{
+  struct config *cfg = w->gw->cfg;
+  unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC;
+  if (w->gw->nworkers > 1)
+    flags |= LEV_OPT_REUSEABLE_PORT;
+  for (int i = 0; i < cfg->nlisten; i++) {
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (evutil_parse_sockaddr_port(cfg->listen[i], (struct sockaddr *)&ss, &len) != 0 ||
+        strchr(cfg->listen[i], ':') == NULL) {
+      snprintf(err, errlen, "--listen: expected ADDR:PORT (e.g. 127.0.0.1:8080), got '%s'",
+               cfg->listen[i]);
+      return -1;
+    }
+    struct evconnlistener *l =
+        evconnlistener_new_bind(w->base, NULL, NULL, flags, 4096, (struct sockaddr *)&ss, len);
+    if (!l) {
+      snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen[i], strerror(errno));
+      return -1;
+    }
+    if (!evhttp_bind_listener(w->http, l)) {
+      evconnlistener_free(l);
+      snprintf(err, errlen, "cannot serve HTTP on %s", cfg->listen[i]);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+struct worker *worker_new(struct gateway *gw, int index, char *err, size_t errlen)
+{
+  struct worker *w = calloc(1, sizeof(*w));
+  if (!w) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  w->index = index;
+  w->gw = gw;
+  w->wake_fd = -1;
+  pthread_mutex_init(&w->inbox_lock, NULL);
+  w->base = event_base_new();
+  w->hub = hub_new();
+  if (!w->base || !w->hub) {
+    snprintf(err, errlen, "out of memory");
+    goto fail;
+  }
+  w->script = script_load(gw->cfg->script, &gw->limits, &gw->module_host, &w->sstats, err, errlen);
+  if (!w->script)
+    goto fail;
+  w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (w->wake_fd < 0) {
+    snprintf(err, errlen, "eventfd: %s", strerror(errno));
+    goto fail;
+  }
+  w->wake_ev = event_new(w->base, w->wake_fd, EV_READ | EV_PERSIST, on_wake, w);
+  w->reap_ev = event_new(w->base, -1, 0, on_reap, w);
+  w->tick_ev = event_new(w->base, -1, EV_PERSIST, on_tick, w);
+  w->http = http_new(w);
+  if (!w->wake_ev || !w->reap_ev || !w->tick_ev || !w->http) {
+    snprintf(err, errlen, "out of memory");
+    goto fail;
+  }
+  if (bind_listeners(w, err, errlen) != 0)
+    goto fail;
+  double period = gw->cfg->heartbeat / 2;
+  if (period > 1)
+    period = 1;
+  struct timeval tv = {(time_t)period, (suseconds_t)((period - (double)(time_t)period) * 1e6)};
+  event_add(w->wake_ev, NULL);
+  event_add(w->tick_ev, &tv);
+  /* Each worker starts where the ring is now. */
+  w->last_seq = 0;
+  return w;
+fail:
+  worker_free(w);
+  return NULL;
+}
+
+void worker_free(struct worker *w)
+{
+  if (!w)
+    return;
+  for (size_t i = 0; i < w->nreap; i++)
+    client_free(w->reap[i]);
+  if (w->http)
+    evhttp_free(w->http);
+  if (w->wake_ev)
+    event_free(w->wake_ev);
+  if (w->reap_ev)
+    event_free(w->reap_ev);
+  if (w->tick_ev)
+    event_free(w->tick_ev);
+  for (size_t i = 0; i < w->inbox_n; i++)
+    message_unref(w->inbox[i]);
+  free(w->inbox);
+  free(w->reap);
+  if (w->wake_fd >= 0)
+    close(w->wake_fd);
+  script_free(w->script);
+  hub_free(w->hub);
+  if (w->base)
+    event_base_free(w->base);
+  pthread_mutex_destroy(&w->inbox_lock);
+  free(w);
+}
+
+void worker_run(struct worker *w) { event_base_dispatch(w->base); }
+
+static void *thread_main(void *arg)
+{
+  worker_run(arg);
+  return NULL;
+}
+
+int worker_start_thread(struct worker *w)
+{
+  return pthread_create(&w->thread, NULL, thread_main, w) == 0 ? 0 : -1;
+}

@@ -1,0 +1,137 @@
+-- Replay: resume from Last-Event-ID or ?lastEventId=, exactly the missed
+-- matching messages, no gap or duplicate at the seam, and tinysse.reset
+-- when the id is too old or unknown.
+local T = require "support"
+
+local function publish_n(g, n, targets, from)
+  local ids = {}
+  for i = 1, n do
+    local st, _, body, j = g:publish({ targets = targets, handler_id = 1, data = { n = from + i - 1 } })
+    assert.are.equal(200, st, body)
+    ids[#ids + 1] = j.id
+  end
+  return ids
+end
+
+local function seqs(events)
+  local out = {}
+  for _, e in ipairs(events) do out[#out + 1] = e.json and e.json.data and e.json.data.n end
+  return out
+end
+
+describe("replay", function()
+  local g
+  setup(function() g = T.start({ args = { "--buffer", "20" } }) end)
+  teardown(function() g:stop() end)
+
+  it("resumes after Last-Event-ID with exactly the missed matching messages", function()
+    local first = publish_n(g, 3, { "role:r1" }, 1)
+    publish_n(g, 2, { "role:other" }, 100) -- not for this client
+    publish_n(g, 3, { "role:r1" }, 4)
+    local s = g:stream("/events?token=c1:r1", { ["Last-Event-ID"] = first[2] })
+    assert.are.equal(200, s.status)
+    local got = s:drain(0.4)
+    assert.are.same({ 3, 4, 5, 6 }, seqs(got))
+    s:close()
+  end)
+
+  it("accepts ?lastEventId= and lets the header win over it", function()
+    local ids = publish_n(g, 4, { "role:r2" }, 1)
+    local q = g:stream("/events?token=c2:r2&lastEventId=" .. ids[2])
+    assert.are.same({ 3, 4 }, seqs(q:drain(0.4)))
+    q:close()
+    local h = g:stream("/events?token=c2:r2&lastEventId=" .. ids[1], { ["Last-Event-ID"] = ids[3] })
+    assert.are.same({ 4 }, seqs(h:drain(0.4)))
+    h:close()
+  end)
+
+  it("continues live after the replay with no gap and no duplicate", function()
+    local ids = publish_n(g, 2, { "role:r3" }, 1)
+    local s = g:stream("/events?token=c3:r3", { ["Last-Event-ID"] = ids[1] })
+    publish_n(g, 2, { "role:r3" }, 3)
+    assert.are.same({ 2, 3, 4 }, seqs(s:drain(0.4)))
+    s:close()
+  end)
+
+  it("has no gap or duplicate at the seam while publishes race the connect", function()
+    -- A background publisher runs while clients connect with a resume id.
+    local ids = publish_n(g, 1, { "role:seam" }, 0)
+    local url = string.format("http://127.0.0.1:%d/publish", g.port)
+    local script = string.format(
+      "for i in $(seq 1 150); do curl -s -o /dev/null -H 'Authorization: Bearer %s' " ..
+      "-d \"{\\\"targets\\\":[\\\"role:seam\\\"],\\\"handler_id\\\":0,\\\"data\\\":{\\\"n\\\":$i}}\" %s; done",
+      g.key, url)
+    local bg = io.popen("sh -c " .. string.format("%q", script) .. " >/dev/null 2>&1 & echo $!")
+    local pid = bg:read("l"); bg:close()
+    local streams = {}
+    for i = 1, 10 do
+      T.sleep(0.05)
+      streams[i] = g:stream("/events?token=seam" .. i .. ":seam", { ["Last-Event-ID"] = ids[1] })
+    end
+    -- wait for the publisher to finish
+    for _ = 1, 200 do
+      if T.sh("kill -0 " .. pid .. " 2>/dev/null && echo y") == "" then break end
+      T.sleep(0.05)
+    end
+    for i, s in ipairs(streams) do
+      local got = seqs(s:drain(0.5))
+      assert.are.equal(150, #got, "stream " .. i .. " got " .. #got)
+      for k = 1, 150 do assert.are.equal(k, got[k], "stream " .. i .. " at " .. k) end
+      s:close()
+    end
+  end)
+
+  it("sends tinysse.reset naming the oldest id when the resume id is too old", function()
+    local old = publish_n(g, 1, { "role:r4" }, 1)
+    publish_n(g, 25, { "role:r4" }, 2) -- buffer is 20
+    local s = g:stream("/events?token=c4:r4", { ["Last-Event-ID"] = old[1] })
+    local ev = s:message(2)
+    assert.are.equal("tinysse.reset", ev.event)
+    assert.are.equal("reset", ev.json.type)
+    assert.are.equal("too_old", ev.json.reason)
+    assert.truthy(ev.json.oldest_id:match("^%d+%-%d+$"))
+    assert.truthy(ev.id, "the reset carries the current position as its id")
+    -- nothing replayed after a reset; live continues
+    publish_n(g, 1, { "role:r4" }, 99)
+    local live = s:drain(0.4)
+    assert.are.same({ 99 }, seqs(live))
+    s:close()
+  end)
+
+  it("sends tinysse.reset for an unknown or malformed id", function()
+    for _, id in ipairs({ "1-1", "garbage", "99999999999999-5" }) do
+      local s = g:stream("/events?token=c5:r5", { ["Last-Event-ID"] = id })
+      local ev = s:message(2)
+      assert.are.equal("tinysse.reset", ev.event, id)
+      assert.are.equal("unknown", ev.json.reason)
+      s:close()
+    end
+  end)
+
+  it("resumes from the reset's own id without another reset", function()
+    local s = g:stream("/events?token=c6:r6", { ["Last-Event-ID"] = "garbage" })
+    local reset = s:message(2)
+    s:close()
+    publish_n(g, 2, { "role:r6" }, 1)
+    local again = g:stream("/events?token=c6:r6", { ["Last-Event-ID"] = reset.id })
+    assert.are.same({ 1, 2 }, seqs(again:drain(0.4)))
+    again:close()
+  end)
+end)
+
+describe("replay across a restart", function()
+  it("answers an id from before the restart with tinysse.reset", function()
+    local g = T.start()
+    local _, _, _, j = g:publish({ targets = { "all" }, handler_id = 0, data = 1 })
+    local port = g.port
+    assert.is_true(g:stop())
+    T.sleep(0.05) -- ids carry the start time in ms
+    local g2 = T.start({ port = port })
+    local s = g2:stream("/events?token=r1:user", { ["Last-Event-ID"] = j.id })
+    local ev = s:message(2)
+    assert.are.equal("tinysse.reset", ev.event)
+    assert.are.equal("unknown", ev.json.reason)
+    s:close()
+    g2:stop()
+  end)
+end)
