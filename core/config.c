@@ -83,9 +83,13 @@ static const struct option_desc *find_option(const char *name, size_t len)
   return NULL;
 }
 
+/* touched: the set_by_* mask of the source; a list option's first value
+ * from a source replaces the values from before (the default, or the
+ * script's when the command line sets it too). */
 static int set_value(struct config *c, const struct option_desc *o, const char *value,
-                     char *err, size_t errlen)
+                     unsigned long long *touched, char *err, size_t errlen)
 {
+  unsigned long long bit = 1ULL << (o - options);
   char *p = (char *)c + o->off;
   char *end;
   switch (o->kind) {
@@ -94,6 +98,9 @@ static int set_value(struct config *c, const struct option_desc *o, const char *
     return 0;
   case K_LIST: {
     int *n = (int *)((char *)c + o->count_off);
+    if (!(*touched & bit))
+      *n = 0;
+    *touched |= bit;
     if (*n >= CONFIG_MAX_LIST) {
       snprintf(err, errlen, "--%s: at most %d values", o->name, CONFIG_MAX_LIST);
       return -1;
@@ -163,18 +170,11 @@ int config_parse_args(struct config *c, int argc, char **argv, char *err, size_t
       snprintf(err, errlen, "--%s needs a value", o->name);
       return -1;
     }
-    if (set_value(c, o, value, err, errlen) != 0)
+    if (set_value(c, o, value, &c->set_by_cli, err, errlen) != 0)
       return -1;
     c->set_by_cli |= 1ULL << (o - options);
   }
   return 0;
-}
-
-void config_begin_script(struct config *c)
-{
-  for (size_t i = 0; i < NOPTIONS; i++)
-    if (options[i].kind == K_LIST && !(c->set_by_cli & (1ULL << i)))
-      *(int *)((char *)c + options[i].count_off) = 0;
 }
 
 int config_set_from_script(struct config *c, const char *name, const char *value, char *err,
@@ -188,7 +188,7 @@ int config_set_from_script(struct config *c, const char *name, const char *value
   if (c->set_by_cli & (1ULL << (o - options)))
     return 0;
   char *copy = strdup(value);
-  if (!copy || set_value(c, o, copy, err, errlen) != 0) {
+  if (!copy || set_value(c, o, copy, &c->set_by_script, err, errlen) != 0) {
     free(copy);
     return -1;
   }

@@ -19,7 +19,7 @@ struct config {
   int check, help, version;
   int publish_key_generated;
   /* which options the command line set (bit per option index) */
-  unsigned long long set_by_cli;
+  unsigned long long set_by_cli, set_by_script;
 };
 
 void config_defaults(struct config *c);
@@ -29,9 +29,6 @@ int config_parse_args(struct config *c, int argc, char **argv, char *err, size_t
  * ignored when the command line set it. 0, or -1 with err. */
 int config_set_from_script(struct config *c, const char *name, const char *value, char *err,
                            size_t errlen);
-/* Clears list options that the script is about to set (so a script's list
- * replaces the default rather than adding to it). */
-void config_begin_script(struct config *c);
 /* Checks cross-option constraints after everything is set. 0/-1. */
 int config_validate(struct config *c, char *err, size_t errlen);
 void config_usage(const char *argv0);

@@ -20,8 +20,10 @@ struct hub_sub *hub_subscribe(struct hub *h, void *owner, const char *const *cha
 void hub_unsubscribe(struct hub *h, struct hub_sub *s); /* NULL is fine */
 
 /* Calls deliver(owner, m, arg) once for each subscriber of any of m's
- * targets, even when several of its channels are targeted. deliver must not
- * subscribe or unsubscribe. Returns the number of deliver calls. */
+ * targets, even when several of its channels are targeted. m->seq must be
+ * non-zero and each message routed once (the seq stamps subscribers to skip
+ * repeats). deliver must not subscribe or unsubscribe. Returns the number of
+ * deliver calls. */
 size_t hub_route(struct hub *h, const struct message *m,
                  void (*deliver)(void *owner, const struct message *m, void *arg), void *arg);
 /* True when one of s's channels is among m's targets. */

@@ -98,7 +98,6 @@ static int load_for_config(struct gateway *gw, struct config *cfg)
     fprintf(stderr, "tinysse: cannot load script: %s\n", err);
     return -1;
   }
-  config_begin_script(cfg);
   int rc = script_config_each(s, apply_config, cfg, err, sizeof(err));
   if (rc != 0 && err[0])
     fprintf(stderr, "tinysse: %s: %s\n", cfg->script, err);

@@ -1,6 +1,7 @@
 /* The replay ring: the last N messages, shared by all workers. Appended under
  * its lock at publish time and read under it for replay; the per-delivery
- * path never touches it. Sequence numbers are assigned here. */
+ * path never touches it. Sequence numbers are consecutive (the broker
+ * assigns them under this lock), which ring_check_resume relies on. */
 #ifndef TINYSSE_RING_H
 #define TINYSSE_RING_H
 

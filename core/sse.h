@@ -27,9 +27,10 @@ int frame_add_to(struct frame *f, struct evbuffer *out);
  * lines as the SSE standard allows. event may be NULL. NULL on OOM. */
 struct frame *sse_frame_message(const char *id, const char *event, int handler_id,
                                 const char *json, size_t json_len);
-/* Frames a control event (tinysse.reset, tinysse.auth); id may be NULL. */
+/* Frames a control event (tinysse.reset, tinysse.auth); id may be NULL;
+ * json must be non-empty (an event without data is dropped by browsers). */
 struct frame *sse_frame_event(const char *id, const char *event, const char *json);
-/* True when s can be an event name: 1..64 bytes, no CR, LF or NUL, printable. */
+/* True when s can be an event name: 1..64 printable ASCII bytes, no spaces. */
 int sse_event_name_ok(const char *s);
 
 #endif

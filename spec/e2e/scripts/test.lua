@@ -8,7 +8,7 @@ local M = { config = {} }
 function M.validate_token(token, req)
   if token == "boom" then error("validate_token exploded on purpose") end
   if token == "loop" then while true do end end
-  if token == "hog" then local t = {} for i = 1, 1e9 do t[i] = ("x"):rep(1024) .. i end end
+  if token == "hog" then local t = {} for i = 1, 1e9 do t[i] = ("x"):rep(1 << 20) .. i end end
   if token == "badtype" then return {} end
   if token == "norole" then return "u1" end
   local user, role, ttl = token:match("^([%w%-]+):([%w%-]+):?(%d*%.?%d*)$")

@@ -1,0 +1,548 @@
+/* The `tinysse` Lua module: the crypto, clock, logging and publish helpers
+ * operator scripts call. Hashing, HMAC and randomness come from OpenSSL
+ * libcrypto. Temporary buffers live in Lua memory (luaL_Buffer, userdata), so
+ * a Lua error raised halfway never leaks them and the script's memory cap
+ * counts them. The same code builds into the gateway and, with
+ * TINYSSE_STANDALONE_MODULE, into tinysse.so for the specs: there nobody calls
+ * tinysse_module_open, so luaopen_tinysse finds no host and works without one. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#include "tinysse_module.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define HOST_KEY "tinysse.host" /* registry field holding the module_state */
+#define SECRET_LEN 32
+#define SHA256_LEN 32
+#define RANDOM_MAX 1024
+
+/* The host as the module's functions see it: their one upvalue. */
+struct module_state {
+  struct tinysse_module_host host;
+  unsigned char own_secret[SECRET_LEN]; /* when the host gives none */
+  int have_own_secret;
+};
+
+static struct module_state *state_of(lua_State *L)
+{
+  return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+/* Pushes a new module_state copying host (NULL: none). Never raises but for
+ * lack of memory: tinysse_module_open runs outside any protected call. */
+static struct module_state *state_new(lua_State *L, const struct tinysse_module_host *host)
+{
+  struct module_state *st = lua_newuserdatauv(L, sizeof(*st), 0);
+  memset(st, 0, sizeof(*st));
+  if (host)
+    st->host = *host;
+  if (!st->host.instance_secret)
+    st->have_own_secret = RAND_bytes(st->own_secret, SECRET_LEN) == 1;
+  return st;
+}
+
+/* Calls cjson.<fn> on the value at the top of the stack, replacing it with
+ * the result. Errors propagate unless protect is set; then returns 0 and
+ * leaves nothing on failure (memory errors are always re-raised). */
+static int cjson_call(lua_State *L, const char *fn, int protect)
+{
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "cjson");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, fn);
+  lua_remove(L, -2);
+  lua_rotate(L, -2, 1); /* fn, value */
+  if (!protect) {
+    lua_call(L, 1, 1);
+    return 1;
+  }
+  int rc = lua_pcall(L, 1, 1, 0);
+  if (rc == LUA_ERRMEM)
+    lua_error(L);
+  if (rc != LUA_OK) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  return 1;
+}
+
+static void hmac_sha256(lua_State *L, const char *key, size_t klen, const char *msg, size_t mlen,
+                        unsigned char out[SHA256_LEN])
+{
+  unsigned int n = SHA256_LEN;
+  if (klen > INT_MAX || !HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)msg, mlen, out, &n))
+    luaL_error(L, "tinysse: HMAC-SHA256 failed");
+}
+
+static const char b64url_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static void b64url_add(luaL_Buffer *b, const unsigned char *s, size_t n)
+{
+  size_t i = 0;
+  for (; i + 3 <= n; i += 3) {
+    unsigned long v = (unsigned long)s[i] << 16 | (unsigned long)s[i + 1] << 8 | s[i + 2];
+    luaL_addchar(b, b64url_alphabet[v >> 18 & 63]);
+    luaL_addchar(b, b64url_alphabet[v >> 12 & 63]);
+    luaL_addchar(b, b64url_alphabet[v >> 6 & 63]);
+    luaL_addchar(b, b64url_alphabet[v & 63]);
+  }
+  if (n - i == 1) {
+    luaL_addchar(b, b64url_alphabet[s[i] >> 2]);
+    luaL_addchar(b, b64url_alphabet[(s[i] & 3) << 4]);
+  } else if (n - i == 2) {
+    unsigned long v = (unsigned long)s[i] << 8 | s[i + 1];
+    luaL_addchar(b, b64url_alphabet[v >> 10 & 63]);
+    luaL_addchar(b, b64url_alphabet[v >> 4 & 63]);
+    luaL_addchar(b, b64url_alphabet[(v & 15) << 2]);
+  }
+}
+
+static int b64url_value(unsigned char c)
+{
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '-') return 62;
+  if (c == '_') return 63;
+  return -1;
+}
+
+/* Decodes s into out (room for n / 4 * 3 + 2 bytes). Padding is optional
+ * but, when present, must be right. Leftover bits must be zero, so every
+ * value has one encoding (a JWT signature cannot be varied). Returns the
+ * decoded length, or -1 with *why set. */
+static long b64url_decode(const char *s, size_t n, unsigned char *out, const char **why)
+{
+  size_t pad = 0, i, o = 0;
+  unsigned long acc = 0;
+  while (pad < 2 && n > 0 && s[n - 1] == '=') {
+    n--;
+    pad++;
+  }
+  for (i = 0; i < n; i++) {
+    if (b64url_value((unsigned char)s[i]) < 0) {
+      *why = "invalid character";
+      return -1;
+    }
+  }
+  if ((pad && (n + pad) % 4 != 0) || n % 4 == 1) {
+    *why = "invalid length";
+    return -1;
+  }
+  for (i = 0; i < n; i++) {
+    int v = b64url_value((unsigned char)s[i]);
+    acc = acc << 6 | (unsigned long)v;
+    if (i % 4 == 3) {
+      out[o++] = (unsigned char)(acc >> 16);
+      out[o++] = (unsigned char)(acc >> 8);
+      out[o++] = (unsigned char)acc;
+      acc = 0;
+    }
+  }
+  if (n % 4 == 2) {
+    if (acc & 15)
+      goto noncanonical;
+    out[o++] = (unsigned char)(acc >> 4);
+  } else if (n % 4 == 3) {
+    if (acc & 3)
+      goto noncanonical;
+    out[o++] = (unsigned char)(acc >> 10);
+    out[o++] = (unsigned char)(acc >> 2);
+  }
+  return (long)o;
+noncanonical:
+  *why = "non-zero trailing bits";
+  return -1;
+}
+
+/* Pushes the decoded string, or returns 0 with nothing pushed. */
+static int push_b64url_decoded(lua_State *L, const char *s, size_t n, const char **why)
+{
+  luaL_Buffer b;
+  unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, n / 4 * 3 + 2);
+  long len = b64url_decode(s, n, out, why);
+  luaL_pushresultsize(&b, len < 0 ? 0 : (size_t)len);
+  if (len < 0) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  return 1;
+}
+
+static int l_hmac_sha256(lua_State *L)
+{
+  size_t klen, mlen;
+  const char *key = luaL_checklstring(L, 1, &klen);
+  const char *msg = luaL_checklstring(L, 2, &mlen);
+  unsigned char mac[SHA256_LEN];
+  hmac_sha256(L, key, klen, msg, mlen, mac);
+  lua_pushlstring(L, (const char *)mac, sizeof(mac));
+  return 1;
+}
+
+static int l_hex(lua_State *L)
+{
+  static const char digits[] = "0123456789abcdef";
+  size_t n, i;
+  const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (i = 0; i < n; i++) {
+    luaL_addchar(&b, digits[s[i] >> 4]);
+    luaL_addchar(&b, digits[s[i] & 15]);
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+static int l_base64url_encode(lua_State *L)
+{
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  b64url_add(&b, (const unsigned char *)s, n);
+  luaL_pushresult(&b);
+  return 1;
+}
+
+static int l_base64url_decode(lua_State *L)
+{
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  const char *why = NULL;
+  if (push_b64url_decoded(L, s, n, &why))
+    return 1;
+  lua_pushnil(L);
+  lua_pushstring(L, why);
+  return 2;
+}
+
+static int fail(lua_State *L, const char *reason)
+{
+  lua_pushnil(L);
+  lua_pushstring(L, reason);
+  return 2;
+}
+
+static double now_seconds(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000) / 1000.0;
+}
+
+/* Decodes the JSON object in s..n and pushes it as a table, or returns 0
+ * with nothing pushed (an array or scalar is not an object). */
+static int push_json_object(lua_State *L, const char *s, size_t n)
+{
+  size_t i = 0;
+  while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
+    i++;
+  if (i == n || s[i] != '{')
+    return 0;
+  lua_pushlstring(L, s, n);
+  if (!cjson_call(L, "decode", 1))
+    return 0;
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  return 1;
+}
+
+/* Reads the numeric claim `name` of the table at the top; 0 when absent,
+ * 1 when *out is set, -1 when it is not a number. */
+static int numeric_claim(lua_State *L, const char *name, double *out)
+{
+  int t = lua_getfield(L, -1, name);
+  int rc = t == LUA_TNIL ? 0 : t == LUA_TNUMBER ? 1 : -1;
+  if (rc == 1)
+    *out = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  return rc;
+}
+
+/* jwt_verify(token, secret [, {leeway = s}]) -> claims | nil, reason.
+ * The checks run from cheap and structural to signature to time, and the
+ * payload is parsed only once its signature holds. */
+static int l_jwt_verify(lua_State *L)
+{
+  size_t tlen, klen;
+  const char *key = luaL_checklstring(L, 2, &klen);
+  double leeway = 0, exp, nbf, now;
+  unsigned char mac[SHA256_LEN];
+  const char *why, *tok, *dot1, *dot2;
+  size_t siglen;
+  int rc;
+
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    if (lua_getfield(L, 3, "leeway") != LUA_TNIL) {
+      if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) < 0)
+        return luaL_error(L, "tinysse.jwt_verify: opts.leeway must be a number >= 0");
+      leeway = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+  }
+  if (lua_type(L, 1) != LUA_TSTRING)
+    return fail(L, "malformed");
+  tok = lua_tolstring(L, 1, &tlen);
+  dot1 = memchr(tok, '.', tlen);
+  dot2 = dot1 ? memchr(dot1 + 1, '.', tlen - (size_t)(dot1 + 1 - tok)) : NULL;
+  if (!dot2 || memchr(dot2 + 1, '.', tlen - (size_t)(dot2 + 1 - tok)))
+    return fail(L, "malformed");
+
+  if (!push_b64url_decoded(L, tok, (size_t)(dot1 - tok), &why))
+    return fail(L, "malformed");
+  {
+    size_t hlen;
+    const char *h = lua_tolstring(L, -1, &hlen);
+    if (!push_json_object(L, h, hlen))
+      return fail(L, "malformed");
+  }
+  lua_getfield(L, -1, "alg");
+  if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "HS256") != 0)
+    return fail(L, "unsupported_alg");
+  lua_pop(L, 3);
+
+  if (!push_b64url_decoded(L, dot2 + 1, tlen - (size_t)(dot2 + 1 - tok), &why))
+    return fail(L, "malformed");
+  hmac_sha256(L, key, klen, tok, (size_t)(dot2 - tok), mac);
+  {
+    const char *sig = lua_tolstring(L, -1, &siglen);
+    if (siglen != SHA256_LEN || CRYPTO_memcmp(sig, mac, SHA256_LEN) != 0)
+      return fail(L, "bad_signature");
+  }
+  lua_pop(L, 1);
+
+  if (!push_b64url_decoded(L, dot1 + 1, (size_t)(dot2 - dot1 - 1), &why))
+    return fail(L, "malformed");
+  {
+    size_t plen;
+    const char *p = lua_tolstring(L, -1, &plen);
+    if (!push_json_object(L, p, plen))
+      return fail(L, "malformed");
+  }
+  now = now_seconds();
+  if ((rc = numeric_claim(L, "exp", &exp)) < 0)
+    return fail(L, "malformed");
+  if (rc && now >= exp + leeway)
+    return fail(L, "expired");
+  if ((rc = numeric_claim(L, "nbf", &nbf)) < 0)
+    return fail(L, "malformed");
+  if (rc && now + leeway < nbf)
+    return fail(L, "not_yet_valid");
+  return 1;
+}
+
+/* jwt_sign(claims, secret) -> token. The header is a fixed string: cjson
+ * would not keep its key order, and nothing in it varies. */
+static int l_jwt_sign(lua_State *L)
+{
+  static const char header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+  size_t klen, plen, ilen;
+  const char *key, *payload, *input;
+  unsigned char mac[SHA256_LEN];
+  luaL_Buffer b;
+
+  luaL_checktype(L, 1, LUA_TTABLE);
+  key = luaL_checklstring(L, 2, &klen);
+  lua_pushvalue(L, 1);
+  cjson_call(L, "encode", 0);
+  payload = lua_tolstring(L, -1, &plen);
+  if (plen == 0 || payload[0] != '{')
+    return luaL_error(L, "tinysse.jwt_sign: claims must be a table with string keys");
+
+  luaL_buffinit(L, &b);
+  b64url_add(&b, (const unsigned char *)header, sizeof(header) - 1);
+  luaL_addchar(&b, '.');
+  b64url_add(&b, (const unsigned char *)payload, plen);
+  luaL_pushresult(&b);
+  input = lua_tolstring(L, -1, &ilen);
+  hmac_sha256(L, key, klen, input, ilen, mac);
+
+  luaL_buffinit(L, &b);
+  luaL_addlstring(&b, input, ilen);
+  luaL_addchar(&b, '.');
+  b64url_add(&b, mac, sizeof(mac));
+  luaL_pushresult(&b);
+  return 1;
+}
+
+static int l_now(lua_State *L)
+{
+  lua_pushnumber(L, now_seconds());
+  return 1;
+}
+
+static int l_time(lua_State *L)
+{
+  lua_pushinteger(L, (lua_Integer)time(NULL));
+  return 1;
+}
+
+static int l_random_bytes(lua_State *L)
+{
+  lua_Integer n = luaL_checkinteger(L, 1);
+  unsigned char buf[RANDOM_MAX];
+  luaL_argcheck(L, n >= 1 && n <= RANDOM_MAX, 1, "must be 1..1024");
+  if (RAND_bytes(buf, (int)n) != 1)
+    return luaL_error(L, "tinysse.random_bytes: the random generator failed");
+  lua_pushlstring(L, (const char *)buf, (size_t)n);
+  OPENSSL_cleanse(buf, (size_t)n);
+  return 1;
+}
+
+/* Unequal lengths answer at once: the length is not what is secret. */
+static int l_constant_time_eq(lua_State *L)
+{
+  size_t la, lb;
+  const char *a = luaL_checklstring(L, 1, &la);
+  const char *b = luaL_checklstring(L, 2, &lb);
+  lua_pushboolean(L, la == lb && CRYPTO_memcmp(a, b, la) == 0);
+  return 1;
+}
+
+static int l_secret(lua_State *L)
+{
+  struct module_state *st = state_of(L);
+  if (st->host.instance_secret)
+    lua_pushlstring(L, (const char *)st->host.instance_secret, SECRET_LEN);
+  else if (st->have_own_secret)
+    lua_pushlstring(L, (const char *)st->own_secret, SECRET_LEN);
+  else
+    return luaL_error(L, "tinysse.secret: no secret (the random generator failed)");
+  return 1;
+}
+
+static int l_log(lua_State *L)
+{
+  static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
+  struct module_state *st = state_of(L);
+  int level = luaL_checkoption(L, 1, NULL, levels);
+  size_t len;
+  const char *msg = luaL_checklstring(L, 2, &len);
+  if (st->host.log) {
+    st->host.log(st->host.ud, level, msg, len);
+  } else {
+    fprintf(stderr, "level=%s script: ", levels[level]);
+    fwrite(msg, 1, len, stderr);
+    fputc('\n', stderr);
+  }
+  return 0;
+}
+
+/* Checks that the string at idx is a usable C string naming what. */
+static const char *check_cstring(lua_State *L, int idx, const char *what)
+{
+  size_t len = 0;
+  const char *s = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &len) : NULL;
+  if (!s || len == 0 || strlen(s) != len)
+    luaL_error(L, "tinysse.publish: %s must be a non-empty string without NUL", what);
+  return s;
+}
+
+/* publish(targets, data [, handler_id [, event]]) -> id. Targets are read
+ * raw from their table, which keeps the strings alive through the call. */
+static int l_publish(lua_State *L)
+{
+  struct module_state *st = state_of(L);
+  const char **targets;
+  size_t ntargets, i, dlen;
+  const char *event = NULL, *data;
+  lua_Integer handler_id = luaL_optinteger(L, 3, 0);
+  char id[128], err[256];
+
+  luaL_argcheck(L, handler_id >= 0 && handler_id <= 255, 3, "handler_id must be 0..255");
+  if (!lua_isnoneornil(L, 4)) {
+    event = check_cstring(L, 4, "event");
+    if (strpbrk(event, "\r\n"))
+      return luaL_error(L, "tinysse.publish: event must not contain a line break");
+  }
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    targets = lua_newuserdatauv(L, sizeof(*targets), 0);
+    targets[0] = check_cstring(L, 1, "a target");
+    ntargets = 1;
+  } else if (lua_type(L, 1) == LUA_TTABLE && (ntargets = lua_rawlen(L, 1)) > 0) {
+    targets = lua_newuserdatauv(L, ntargets * sizeof(*targets), 0);
+    for (i = 0; i < ntargets; i++) {
+      lua_rawgeti(L, 1, (lua_Integer)i + 1);
+      targets[i] = check_cstring(L, -1, "each target");
+      lua_pop(L, 1);
+    }
+  } else {
+    return luaL_error(L, "tinysse.publish: targets must be a string or a non-empty array of strings");
+  }
+  lua_pushvalue(L, 2);
+  cjson_call(L, "encode", 0);
+  data = lua_tolstring(L, -1, &dlen);
+
+  if (!st->host.publish)
+    return luaL_error(L, "tinysse.publish is only available inside the gateway");
+  err[0] = '\0';
+  if (st->host.publish(st->host.ud, targets, ntargets, data, dlen, (int)handler_id, event, id,
+                       sizeof(id), err, sizeof(err)) != 0)
+    return luaL_error(L, "tinysse.publish: %s", err[0] ? err : "failed");
+  id[sizeof(id) - 1] = '\0';
+  lua_pushstring(L, id);
+  return 1;
+}
+
+static int l_count(lua_State *L)
+{
+  struct module_state *st = state_of(L);
+  const char *channel = luaL_checkstring(L, 1);
+  if (!st->host.count)
+    return luaL_error(L, "tinysse.count is only available inside the gateway");
+  lua_pushinteger(L, (lua_Integer)st->host.count(st->host.ud, channel));
+  return 1;
+}
+
+static const luaL_Reg module_functions[] = {
+    {"hmac_sha256", l_hmac_sha256},
+    {"hex", l_hex},
+    {"base64url_encode", l_base64url_encode},
+    {"base64url_decode", l_base64url_decode},
+    {"jwt_verify", l_jwt_verify},
+    {"jwt_sign", l_jwt_sign},
+    {"now", l_now},
+    {"time", l_time},
+    {"random_bytes", l_random_bytes},
+    {"constant_time_eq", l_constant_time_eq},
+    {"secret", l_secret},
+    {"log", l_log},
+    {"publish", l_publish},
+    {"count", l_count},
+    {NULL, NULL},
+};
+
+void tinysse_module_open(lua_State *L, const struct tinysse_module_host *host)
+{
+  state_new(L, host);
+  lua_setfield(L, LUA_REGISTRYINDEX, HOST_KEY);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_tinysse);
+  lua_setfield(L, -2, "tinysse");
+  lua_pop(L, 1);
+}
+
+int luaopen_tinysse(lua_State *L)
+{
+  luaL_newlibtable(L, module_functions);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, HOST_KEY) != LUA_TUSERDATA) {
+    lua_pop(L, 1);
+    state_new(L, NULL);
+  }
+  luaL_setfuncs(L, module_functions, 1);
+  return 1;
+}
