@@ -270,9 +270,13 @@ function Stream:next(timeout)
     if self.closed then return nil, "closed" end
     local left = deadline - socket.gettime()
     if left <= 0 then return nil, "timeout" end
-    self.sock:settimeout(left)
-    local data, err, partial = self.sock:receive(8192)
+    -- wait until readable, then take whatever has arrived (receive(n)
+    -- alone would block until n bytes came)
+    socket.select({ self.sock }, nil, left)
+    self.sock:settimeout(0)
+    local data, err, partial = self.sock:receive(65536)
     data = data or partial
+    if err == "timeout" then err = nil end
     if data and #data > 0 then
       self.buf = self.buf .. data
       self:_parse()
