@@ -2,6 +2,7 @@
  * bufferevent's output buffer holding references to shared frames. */
 #include "client.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,8 @@ struct client {
   struct event *expiry;
   const char *reason;
   enum client_state state;
+  int dirty; /* on the worker's list of clients to flush after this pass */
+  struct client *dirty_next;
   char id[24];
 };
 
@@ -79,17 +82,58 @@ static void on_drained(struct bufferevent *bev, void *arg)
     client_close(c, c->reason);
 }
 
+static void mark_dirty(struct client *c)
+{
+  if (!c->dirty) {
+    c->dirty = 1;
+    c->dirty_next = c->w->dirty;
+    c->w->dirty = c;
+  }
+}
+
 static void enqueue(struct client *c, struct frame *f)
 {
-  struct evbuffer *out = bufferevent_get_output(c->bev);
-  if (frame_add_to(f, out) != 0) {
+  if (frame_add_to(f, bufferevent_get_output(c->bev)) != 0) {
     client_close(c, "error");
     return;
   }
   c->last_write = now_cached(c->w);
-  if (evbuffer_get_length(out) > (size_t)c->w->gw->cfg->max_queue) {
+  mark_dirty(c);
+}
+
+/* After a pass: write what the pass queued at once (an idle client costs one
+ * writev per pass, however many frames it got), and only then hold the rest
+ * against --max-queue, so a burst a client can take is never mistaken for a
+ * client that stopped reading. */
+static void flush(struct client *c)
+{
+  struct evbuffer *out = bufferevent_get_output(c->bev);
+  evutil_socket_t fd = bufferevent_getfd(c->bev);
+  c->dirty = 0;
+  if (c->state == CLIENT_CLOSED)
+    return;
+  while (evbuffer_get_length(out) > 0) {
+    int n = evbuffer_write(out, fd);
+    if (n > 0)
+      continue;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      client_close(c, c->state == CLIENT_DRAINING ? c->reason : "closed");
+      return;
+    }
+    break;
+  }
+  if (c->state == CLIENT_OPEN && evbuffer_get_length(out) > (size_t)c->w->gw->cfg->max_queue) {
     STAT_ADD(c->w->stats.slow, 1);
     client_close(c, "slow");
+  }
+}
+
+void client_flush_dirty(struct worker *w)
+{
+  while (w->dirty) {
+    struct client *c = w->dirty;
+    w->dirty = c->dirty_next;
+    flush(c);
   }
 }
 
@@ -263,6 +307,8 @@ int client_open(struct worker *w, struct evhttp_request *req, struct client_para
   }
   /* The request's headers are no longer needed: give their memory back. */
   evhttp_clear_headers(evhttp_request_get_input_headers(req));
+  mark_dirty(c);
+  client_flush_dirty(w);
   return 0;
 err:
   if (c) {
@@ -306,6 +352,7 @@ void client_close_after(struct client *c, const char *event, const char *json, c
   struct timeval limit = {5, 0};
   bufferevent_set_timeouts(c->bev, NULL, &limit);
   bufferevent_setcb(c->bev, on_read, on_drained, on_event, c);
+  client_flush_dirty(c->w);
   on_drained(c->bev, c);
 }
 
@@ -313,6 +360,13 @@ void client_free(struct client *c)
 {
   struct worker *w = c->w;
   struct gateway *gw = w->gw;
+  if (c->dirty) { /* not expected: passes flush before reaping runs */
+    struct client **pp = &w->dirty;
+    while (*pp && *pp != c)
+      pp = &(*pp)->dirty_next;
+    if (*pp)
+      *pp = c->dirty_next;
+  }
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -348,6 +402,7 @@ size_t client_tick(struct client *c, double now, double interval)
   if (c->state == CLIENT_OPEN && now - c->last_write >= interval) {
     evbuffer_add(out, ": ping\n\n", 8);
     c->last_write = now;
+    mark_dirty(c);
   }
   return evbuffer_get_length(out);
 }

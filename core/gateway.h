@@ -48,6 +48,7 @@ struct worker {
 
   uint64_t last_seq; /* the last message this worker fanned out */
   struct client *clients;        /* doubly linked list of open streams */
+  struct client *dirty;          /* clients queued to in this pass (client.c) */
   struct client **reap;          /* streams to free after the current pass */
   size_t nreap, reap_cap;
   struct event *reap_ev, *tick_ev;

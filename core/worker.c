@@ -40,6 +40,7 @@ void worker_drain(struct worker *w)
     message_unref(batch[i]);
   }
   free(batch);
+  client_flush_dirty(w);
 }
 
 void worker_inbox_push(struct worker *w, struct message *m)
@@ -153,6 +154,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
   size_t queued = 0;
   for (struct client *c = w->clients; c; c = client_next(c))
     queued += client_tick(c, now, w->gw->cfg->heartbeat);
+  client_flush_dirty(w);
   atomic_store_explicit(&w->stats.bytes_queued, queued, memory_order_relaxed);
 }
 
