@@ -1,12 +1,19 @@
-/* Stream clients. A client lives on one worker; its output is the
- * bufferevent's output buffer holding references to shared frames. */
+/* Stream clients. A client lives on one worker and owns its socket: an
+ * evbuffer of references to shared frames and one event, watching for EOF,
+ * and for writability only while the kernel is full. evhttp parsed the
+ * request; its connection object is released right after the takeover, so
+ * an idle stream costs little more than this struct. */
+#define _GNU_SOURCE /* dup3 */
 #include "client.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -25,8 +32,10 @@ enum client_state { CLIENT_OPEN, CLIENT_DRAINING, CLIENT_CLOSED };
 struct client {
   struct client *prev, *next;
   struct worker *w;
-  struct evhttp_connection *evcon;
-  struct bufferevent *bev;
+  evutil_socket_t fd;
+  struct evbuffer *out;
+  struct event *ev; /* EV_READ always; EV_WRITE only while output is stuck */
+  int want_write;
   struct hub_sub *sub, *presence;
   char *user_id, *role;
   char **channels;
@@ -57,29 +66,41 @@ static void script_view(const struct client *c, struct script_client *v)
   v->nchannels = c->nchannels;
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+static void flush(struct client *c);
+static void on_io(evutil_socket_t fd, short what, void *arg);
+
+/* Watches for writability only while output is left over. */
+static void want_write(struct client *c, int on)
 {
-  (void)arg;
-  /* A stream carries nothing from the client after the request. */
-  struct evbuffer *in = bufferevent_get_input(bev);
-  evbuffer_drain(in, evbuffer_get_length(in));
+  if (c->want_write == on || c->state == CLIENT_CLOSED)
+    return;
+  c->want_write = on;
+  event_del(c->ev);
+  event_assign(c->ev, c->w->base, c->fd, EV_READ | EV_PERSIST | (on ? EV_WRITE : 0),
+               on_io, c);
+  struct timeval limit = {5, 0};
+  /* A draining client that does not take its last frame is dropped. */
+  event_add(c->ev, c->state == CLIENT_DRAINING ? &limit : NULL);
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void on_io(evutil_socket_t fd, short what, void *arg)
 {
-  (void)bev;
   struct client *c = arg;
-  if (what & BEV_EVENT_TIMEOUT)
+  if (what & EV_READ) {
+    /* A stream carries nothing from the client after the request. */
+    char buf[512];
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      client_close(c, c->state == CLIENT_DRAINING ? c->reason : "closed");
+      return;
+    }
+  }
+  if (what & EV_TIMEOUT) {
     client_close(c, c->reason ? c->reason : "timeout");
-  else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-    client_close(c, c->state == CLIENT_DRAINING && c->reason ? c->reason : "closed");
-}
-
-static void on_drained(struct bufferevent *bev, void *arg)
-{
-  struct client *c = arg;
-  if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-    client_close(c, c->reason);
+    return;
+  }
+  if (what & EV_WRITE)
+    flush(c);
 }
 
 static void mark_dirty(struct client *c)
@@ -93,7 +114,7 @@ static void mark_dirty(struct client *c)
 
 static void enqueue(struct client *c, struct frame *f)
 {
-  if (frame_add_to(f, bufferevent_get_output(c->bev)) != 0) {
+  if (frame_add_to(f, c->out) != 0) {
     client_close(c, "error");
     return;
   }
@@ -107,13 +128,12 @@ static void enqueue(struct client *c, struct frame *f)
  * client that stopped reading. */
 static void flush(struct client *c)
 {
-  struct evbuffer *out = bufferevent_get_output(c->bev);
-  evutil_socket_t fd = bufferevent_getfd(c->bev);
+  struct evbuffer *out = c->out;
   c->dirty = 0;
   if (c->state == CLIENT_CLOSED)
     return;
   while (evbuffer_get_length(out) > 0) {
-    int n = evbuffer_write(out, fd);
+    int n = evbuffer_write(out, c->fd);
     if (n > 0)
       continue;
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -122,10 +142,17 @@ static void flush(struct client *c)
     }
     break;
   }
-  if (c->state == CLIENT_OPEN && evbuffer_get_length(out) > (size_t)c->w->gw->cfg->max_queue) {
+  size_t left = evbuffer_get_length(out);
+  if (c->state == CLIENT_OPEN && left > (size_t)c->w->gw->cfg->max_queue) {
     STAT_ADD(c->w->stats.slow, 1);
     client_close(c, "slow");
+    return;
   }
+  if (left == 0 && c->state == CLIENT_DRAINING) {
+    client_close(c, c->reason);
+    return;
+  }
+  want_write(c, left > 0);
 }
 
 void client_flush_dirty(struct worker *w)
@@ -232,6 +259,35 @@ static void free_fields(struct client_params *p)
   free(p->channels);
 }
 
+static void free_evcon(evutil_socket_t fd, short what, void *arg)
+{
+  (void)fd;
+  (void)what;
+  evhttp_connection_free(arg);
+}
+
+/* Moves the socket out of evhttp's hands. evhttp_connection_free() shuts
+ * its socket down, so the stream keeps a duplicate of the descriptor and
+ * the original number is pointed at the worker's unconnected spare socket
+ * before evhttp frees its connection (next loop turn, outside its callback). */
+static evutil_socket_t take_socket(struct worker *w, struct evhttp_request *req)
+{
+  static const struct timeval now = {0, 0};
+  struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+  struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+  evutil_socket_t fd = bufferevent_getfd(bev);
+  int mine = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (mine < 0)
+    return -1;
+  if (dup3(w->spare_fd, fd, O_CLOEXEC) < 0) {
+    close(mine);
+    return -1;
+  }
+  bufferevent_disable(bev, EV_READ | EV_WRITE);
+  event_base_once(w->base, -1, EV_TIMEOUT, free_evcon, evcon, &now);
+  return mine;
+}
+
 int client_open(struct worker *w, struct evhttp_request *req, struct client_params *p)
 {
   struct gateway *gw = w->gw;
@@ -243,8 +299,11 @@ int client_open(struct worker *w, struct evhttp_request *req, struct client_para
   if (!c)
     goto err;
   c->w = w;
-  c->evcon = evhttp_request_get_connection(req);
-  c->bev = evhttp_connection_get_bufferevent(c->evcon);
+  c->fd = -1;
+  c->out = evbuffer_new();
+  c->ev = event_new(w->base, -1, 0, on_io, c); /* assigned to the socket below */
+  if (!c->out || !c->ev)
+    goto err;
   snprintf(c->id, sizeof(c->id), "%d-%llu", w->index, (unsigned long long)++w->next_client_id);
 
   /* Everything published so far is fanned out before this client joins. */
@@ -271,11 +330,12 @@ int client_open(struct worker *w, struct evhttp_request *req, struct client_para
   p->channels = NULL;
   p->nchannels = 0;
 
-  /* Take the connection over from evhttp. */
-  bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
-  bufferevent_set_timeouts(c->bev, NULL, NULL);
-  bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-  evbuffer_add_printf(bufferevent_get_output(c->bev),
+  /* Take the connection over from evhttp (nothing can fail after this). */
+  if ((c->fd = take_socket(w, req)) < 0)
+    goto err;
+  event_assign(c->ev, w->base, c->fd, EV_READ | EV_PERSIST, on_io, c);
+  event_add(c->ev, NULL);
+  evbuffer_add_printf(c->out,
                       "HTTP/1.1 200 OK\r\n"
                       "Content-Type: text/event-stream\r\n"
                       "Cache-Control: no-cache, no-transform\r\n"
@@ -305,8 +365,6 @@ int client_open(struct worker *w, struct evhttp_request *req, struct client_para
     script_view(c, &v);
     script_on_connect(w->script, &v);
   }
-  /* The request's headers are no longer needed: give their memory back. */
-  evhttp_clear_headers(evhttp_request_get_input_headers(req));
   mark_dirty(c);
   client_flush_dirty(w);
   return 0;
@@ -320,6 +378,10 @@ err:
     }
     if (c->expiry)
       event_free(c->expiry);
+    if (c->ev)
+      event_free(c->ev);
+    if (c->out)
+      evbuffer_free(c->out);
     free(c);
   }
   atomic_fetch_sub(&gw->nclients, 1);
@@ -336,7 +398,7 @@ void client_close(struct client *c, const char *reason)
   c->reason = reason;
   if (c->expiry)
     evtimer_del(c->expiry);
-  bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+  event_del(c->ev);
   worker_reap_later(c->w, c);
 }
 
@@ -349,11 +411,8 @@ void client_close_after(struct client *c, const char *event, const char *json, c
     return;
   c->state = CLIENT_DRAINING;
   c->reason = reason;
-  struct timeval limit = {5, 0};
-  bufferevent_set_timeouts(c->bev, NULL, &limit);
-  bufferevent_setcb(c->bev, on_read, on_drained, on_event, c);
+  c->want_write = -1; /* re-arm the event with the drain time limit */
   client_flush_dirty(c->w);
-  on_drained(c->bev, c);
 }
 
 void client_free(struct client *c)
@@ -385,7 +444,9 @@ void client_free(struct client *c)
   log_event(LOG_DEBUG, "stream_closed", "client=%s reason=%s", c->id, c->reason);
   if (c->expiry)
     event_free(c->expiry);
-  evhttp_connection_free(c->evcon);
+  event_free(c->ev);
+  evbuffer_free(c->out);
+  close(c->fd);
   for (size_t i = 0; i < c->nchannels; i++)
     free(c->channels[i]);
   free(c->channels);
@@ -398,7 +459,7 @@ void client_free(struct client *c)
 
 size_t client_tick(struct client *c, double now, double interval)
 {
-  struct evbuffer *out = bufferevent_get_output(c->bev);
+  struct evbuffer *out = c->out;
   if (c->state == CLIENT_OPEN && now - c->last_write >= interval) {
     evbuffer_add(out, ": ping\n\n", 8);
     c->last_write = now;

@@ -53,6 +53,7 @@ struct worker {
   size_t nreap, reap_cap;
   struct event *reap_ev, *tick_ev;
   uint64_t next_client_id;
+  int spare_fd; /* an unconnected socket; see take_socket() in client.c */
   pthread_t thread;
 };
 

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -211,6 +213,11 @@ struct worker *worker_new(struct gateway *gw, int index, char *err, size_t errle
   w->gw = gw;
   w->wake_fd = -1;
   pthread_mutex_init(&w->inbox_lock, NULL);
+  w->spare_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (w->spare_fd < 0) {
+    snprintf(err, errlen, "socket: %s", strerror(errno));
+    goto fail;
+  }
   w->base = event_base_new();
   w->hub = hub_new();
   if (!w->base || !w->hub) {
@@ -269,6 +276,8 @@ void worker_free(struct worker *w)
   free(w->reap);
   if (w->wake_fd >= 0)
     close(w->wake_fd);
+  if (w->spare_fd >= 0)
+    close(w->spare_fd);
   script_free(w->script);
   hub_free(w->hub);
   if (w->base)
