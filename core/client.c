@@ -1,5 +1,6 @@
 /* Stream clients. A client lives on one worker and owns its socket: an
- * evbuffer of references to shared frames and one event, watching for EOF,
+ * output queue of references to shared frames (outq.c) and one event,
+ * watching for EOF,
  * and for writability only while the kernel is full. evhttp parsed the
  * request; its connection object is released right after the takeover, so
  * an idle stream costs little more than this struct. */
@@ -23,6 +24,7 @@
 #include "hub.h"
 #include "log.h"
 #include "message.h"
+#include "outq.h"
 #include "ring.h"
 #include "sse.h"
 #include "worker.h"
@@ -33,7 +35,7 @@ struct client {
   struct client *prev, *next;
   struct worker *w;
   evutil_socket_t fd;
-  struct evbuffer *out;
+  struct outq out;
   struct event *ev; /* EV_READ always; EV_WRITE only while output is stuck */
   int want_write;
   struct hub_sub *sub, *presence;
@@ -114,11 +116,11 @@ static void mark_dirty(struct client *c)
 
 static void enqueue(struct client *c, struct frame *f)
 {
-  if (frame_add_to(f, c->out) != 0) {
+  if (outq_push(&c->out, f) != 0) {
     client_close(c, "error");
     return;
   }
-  c->last_write = now_cached(c->w);
+  c->last_write = c->w->now;
   mark_dirty(c);
 }
 
@@ -128,21 +130,14 @@ static void enqueue(struct client *c, struct frame *f)
  * client that stopped reading. */
 static void flush(struct client *c)
 {
-  struct evbuffer *out = c->out;
   c->dirty = 0;
   if (c->state == CLIENT_CLOSED)
     return;
-  while (evbuffer_get_length(out) > 0) {
-    int n = evbuffer_write(out, c->fd);
-    if (n > 0)
-      continue;
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-      client_close(c, c->state == CLIENT_DRAINING ? c->reason : "closed");
-      return;
-    }
-    break;
+  if (outq_write(&c->out, c->fd) < 0) {
+    client_close(c, c->state == CLIENT_DRAINING ? c->reason : "closed");
+    return;
   }
-  size_t left = evbuffer_get_length(out);
+  size_t left = c->out.bytes;
   if (c->state == CLIENT_OPEN && left > (size_t)c->w->gw->cfg->max_queue) {
     STAT_ADD(c->w->stats.slow, 1);
     client_close(c, "slow");
@@ -300,9 +295,8 @@ int client_open(struct worker *w, struct evhttp_request *req, struct client_para
     goto err;
   c->w = w;
   c->fd = -1;
-  c->out = evbuffer_new();
   c->ev = event_new(w->base, -1, 0, on_io, c); /* assigned to the socket below */
-  if (!c->out || !c->ev)
+  if (!c->ev)
     goto err;
   snprintf(c->id, sizeof(c->id), "%d-%llu", w->index, (unsigned long long)++w->next_client_id);
 
@@ -335,15 +329,20 @@ int client_open(struct worker *w, struct evhttp_request *req, struct client_para
     goto err;
   event_assign(c->ev, w->base, c->fd, EV_READ | EV_PERSIST, on_io, c);
   event_add(c->ev, NULL);
-  evbuffer_add_printf(c->out,
-                      "HTTP/1.1 200 OK\r\n"
-                      "Content-Type: text/event-stream\r\n"
-                      "Cache-Control: no-cache, no-transform\r\n"
-                      "X-Accel-Buffering: no\r\n"
-                      "%s\r\n"
-                      "retry: %ld\n\n",
-                      p->extra_headers ? p->extra_headers : "", gw->cfg->retry_ms);
-  c->last_write = now_cached(w);
+  char head[1024];
+  int hl = snprintf(head, sizeof(head),
+                    "HTTP/1.1 200 OK\r\n"
+                    "Content-Type: text/event-stream\r\n"
+                    "Cache-Control: no-cache, no-transform\r\n"
+                    "X-Accel-Buffering: no\r\n"
+                    "%s\r\n"
+                    "retry: %ld\n\n",
+                    p->extra_headers ? p->extra_headers : "", gw->cfg->retry_ms);
+  struct frame *hf = frame_new(head, hl > 0 && (size_t)hl < sizeof(head) ? (size_t)hl : 0);
+  if (hf)
+    enqueue(c, hf);
+  frame_unref(hf);
+  c->last_write = w->now = now_cached(w);
 
   c->next = w->clients;
   if (w->clients)
@@ -380,8 +379,7 @@ err:
       event_free(c->expiry);
     if (c->ev)
       event_free(c->ev);
-    if (c->out)
-      evbuffer_free(c->out);
+    outq_clear(&c->out);
     free(c);
   }
   atomic_fetch_sub(&gw->nclients, 1);
@@ -445,7 +443,7 @@ void client_free(struct client *c)
   if (c->expiry)
     event_free(c->expiry);
   event_free(c->ev);
-  evbuffer_free(c->out);
+  outq_clear(&c->out);
   close(c->fd);
   for (size_t i = 0; i < c->nchannels; i++)
     free(c->channels[i]);
@@ -459,13 +457,11 @@ void client_free(struct client *c)
 
 size_t client_tick(struct client *c, double now, double interval)
 {
-  struct evbuffer *out = c->out;
   if (c->state == CLIENT_OPEN && now - c->last_write >= interval) {
-    evbuffer_add(out, ": ping\n\n", 8);
+    enqueue(c, sse_ping_frame());
     c->last_write = now;
-    mark_dirty(c);
   }
-  return evbuffer_get_length(out);
+  return c->out.bytes;
 }
 
 struct client *client_next(struct client *c) { return c->next; }

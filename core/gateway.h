@@ -47,6 +47,7 @@ struct worker {
   atomic_int reload_pending, stop_pending;
 
   uint64_t last_seq; /* the last message this worker fanned out */
+  double now;        /* wall clock cached at the start of each pass */
   struct client *clients;        /* doubly linked list of open streams */
   struct client *dirty;          /* clients queued to in this pass (client.c) */
   struct client **reap;          /* streams to free after the current pass */

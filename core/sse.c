@@ -2,6 +2,7 @@
  * (evbuffer_add_reference), so fan-out never copies the bytes. */
 #include "sse.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +150,19 @@ struct frame *sse_frame_event(const char *id, const char *event, const char *jso
   sb_data_lines(&b, json, strlen(json), &at_line_start);
   sb_puts(&b, "\n\n");
   return sb_to_frame(&b);
+}
+
+static struct frame *ping;
+static void make_ping(void)
+{
+  ping = frame_new(": ping\n\n", 8);
+}
+
+struct frame *sse_ping_frame(void)
+{
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, make_ping);
+  return ping;
 }
 
 int sse_event_name_ok(const char *s)

@@ -30,6 +30,8 @@ struct frame *sse_frame_message(const char *id, const char *event, int handler_i
 /* Frames a control event (tinysse.reset, tinysse.auth); id may be NULL;
  * json must be non-empty (an event without data is dropped by browsers). */
 struct frame *sse_frame_event(const char *id, const char *event, const char *json);
+/* The shared `: ping` heartbeat frame (never freed). */
+struct frame *sse_ping_frame(void);
 /* True when s can be an event name: 1..64 printable ASCII bytes, no spaces. */
 int sse_event_name_ok(const char *s);
 

@@ -21,6 +21,9 @@
 #include "log.h"
 #include "message.h"
 
+/* Events get the middle priority by default; fan-out and reaping the lowest. */
+#define WORKER_PRIORITIES 3
+
 static void deliver_cb(void *owner, const struct message *m, void *arg)
 {
   (void)arg;
@@ -36,6 +39,9 @@ void worker_drain(struct worker *w)
   w->inbox_n = w->inbox_cap = 0;
   pthread_mutex_unlock(&w->inbox_lock);
 
+  struct timeval tv;
+  event_base_gettimeofday_cached(w->base, &tv);
+  w->now = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
   for (size_t i = 0; i < n; i++) {
     hub_route(w->hub, batch[i], deliver_cb, NULL);
     w->last_seq = batch[i]->seq;
@@ -152,7 +158,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
   struct worker *w = arg;
   struct timeval tv;
   event_base_gettimeofday_cached(w->base, &tv);
-  double now = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+  double now = w->now = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
   size_t queued = 0;
   for (struct client *c = w->clients; c; c = client_next(c))
     queued += client_tick(c, now, w->gw->cfg->heartbeat);
@@ -220,6 +226,8 @@ struct worker *worker_new(struct gateway *gw, int index, char *err, size_t errle
   }
   w->base = event_base_new();
   w->hub = hub_new();
+  if (w->base)
+    event_base_priority_init(w->base, WORKER_PRIORITIES);
   if (!w->base || !w->hub) {
     snprintf(err, errlen, "out of memory");
     goto fail;
@@ -234,6 +242,13 @@ struct worker *worker_new(struct gateway *gw, int index, char *err, size_t errle
   }
   w->wake_ev = event_new(w->base, w->wake_fd, EV_READ | EV_PERSIST, on_wake, w);
   w->reap_ev = event_new(w->base, -1, 0, on_reap, w);
+  /* Fan-out runs after the loop's other ready events: publishes arriving
+   * together are all read and acknowledged first, and one pass then writes
+   * each client its frames in one writev. */
+  if (w->wake_ev)
+    event_priority_set(w->wake_ev, WORKER_PRIORITIES - 1);
+  if (w->reap_ev)
+    event_priority_set(w->reap_ev, WORKER_PRIORITIES - 1);
   w->tick_ev = event_new(w->base, -1, EV_PERSIST, on_tick, w);
   w->http = http_new(w);
   if (!w->wake_ev || !w->reap_ev || !w->tick_ev || !w->http) {

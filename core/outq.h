@@ -1,0 +1,28 @@
+/* A stream's output queue: references to shared frames, written with
+ * writev. Queuing a frame costs one pointer slot, never a copy or an
+ * allocation (the slot array grows rarely and is kept small when idle).
+ * Single-threaded: owned by one client on one worker. */
+#ifndef TINYSSE_OUTQ_H
+#define TINYSSE_OUTQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct frame;
+
+struct outq {
+  struct frame **slots; /* circular; cap is a power of two */
+  uint32_t head, n, cap;
+  uint32_t off;  /* bytes of the head frame already written */
+  size_t bytes;  /* bytes not yet written */
+};
+
+/* Queues a reference to f. 0, or -1 when memory ran out. */
+int outq_push(struct outq *q, struct frame *f);
+/* Writes as much as the socket takes. Returns bytes written (>= 0), or -1
+ * on a socket error other than EAGAIN (errno set). */
+long outq_write(struct outq *q, int fd);
+/* Drops every queued reference and the slot array. */
+void outq_clear(struct outq *q);
+
+#endif
