@@ -40,6 +40,7 @@ static const struct option_desc options[] = {
     {"hook-timeout", K_DOUBLE, F(hook_timeout), 0, 0.001, 60, "seconds a Lua hook may run"},
     {"script-memory", K_LONG, F(script_memory), 0, 1L << 20, 1L << 34, "bytes a Lua state may allocate"},
     {"log-level", K_STR, F(log_level), 0, 0, 0, "debug, info, warn or error"},
+    {"assets", K_STR, F(assets), 0, 0, 0, "directory of the browser client files served at /tinysse.js, /tinysse.wasm, /demo"},
     {"check", K_FLAG, F(check), 0, 0, 0, "load the script, report problems, exit 0/1"},
     {"help", K_FLAG, F(help), 0, 0, 0, "this text"},
     {"version", K_FLAG, F(version), 0, 0, 0, "print the version"},
@@ -65,6 +66,11 @@ void config_defaults(struct config *c)
   c->hook_timeout = 0.25;
   c->script_memory = 64L << 20;
   c->log_level = "info";
+#ifdef TINYSSE_ASSETS_DIR
+  c->assets = TINYSSE_ASSETS_DIR;
+#else
+  c->assets = "build/wasm";
+#endif
 }
 
 static const struct option_desc *find_option(const char *name, size_t len)

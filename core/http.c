@@ -3,10 +3,13 @@
 #include "http.h"
 
 #include <ctype.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -282,6 +285,52 @@ static void handle_token(struct worker *w, struct evhttp_request *req)
   req_view_free(&v);
 }
 
+/* The browser client and its demo page, read from --assets per request
+ * (small files, fetched once per page load). */
+static const struct asset {
+  const char *path, *file, *type;
+} assets[] = {
+    {"/tinysse.js", "tinysse.js", "text/javascript; charset=utf-8"},
+    {"/tinysse.wasm", "tinysse.wasm", "application/wasm"},
+    {"/tinysse.d.ts", "tinysse.d.ts", "text/plain; charset=utf-8"},
+    {"/demo", "demo.html", "text/html; charset=utf-8"},
+    {"/demo.html", "demo.html", "text/html; charset=utf-8"},
+};
+
+static const struct asset *find_asset(const char *path)
+{
+  for (size_t i = 0; i < sizeof(assets) / sizeof(assets[0]); i++)
+    if (strcmp(path, assets[i].path) == 0)
+      return &assets[i];
+  return NULL;
+}
+
+static void handle_asset(struct worker *w, struct evhttp_request *req, const struct asset *a)
+{
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/%s", w->gw->cfg->assets, a->file);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fd >= 0)
+      close(fd);
+    reply_error(req, 404, "not_found", "the browser client is not built here (see --assets)");
+    return;
+  }
+  struct evbuffer *out = evbuffer_new();
+  if (!out || evbuffer_add_file(out, fd, 0, st.st_size) != 0) { /* takes fd */
+    evbuffer_free(out);
+    reply_error(req, 500, "internal", "cannot read %s", a->file);
+    return;
+  }
+  struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+  evhttp_add_header(h, "Content-Type", a->type);
+  evhttp_add_header(h, "Cache-Control", "no-cache");
+  evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+  evhttp_send_reply(req, 200, "OK", out);
+  evbuffer_free(out);
+}
+
 static void method_not_allowed(struct evhttp_request *req, const char *allow)
 {
   evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
@@ -344,6 +393,11 @@ static void on_request(struct evhttp_request *req, void *arg)
       method_not_allowed(req, "GET, HEAD");
     else
       handle_channels(w, req);
+  } else if (find_asset(path)) {
+    if (!is_get)
+      method_not_allowed(req, "GET, HEAD");
+    else
+      handle_asset(w, req, find_asset(path));
   } else {
     reply_error(req, 404, "not_found", "no such endpoint; see the README for the HTTP API");
   }
