@@ -16,6 +16,7 @@
 struct event_base;
 struct event;
 struct evhttp;
+struct evhttp_bound_socket;
 struct hub;
 struct ring;
 struct message;
@@ -55,6 +56,10 @@ struct worker {
   struct event *reap_ev, *tick_ev;
   uint64_t next_client_id;
   int spare_fd; /* an unconnected socket; see take_socket() in client.c */
+  struct evhttp_bound_socket *bound[CONFIG_MAX_LIST];
+  int nbound;
+  int stopping;
+  struct event *stop_ev;
   pthread_t thread;
 };
 

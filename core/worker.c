@@ -96,18 +96,54 @@ static void reload_script(struct worker *w)
             log_quote(q, sizeof(q), gw->cfg->script));
 }
 
-static void stop(struct worker *w)
+/* Last step of a shutdown: every stream is gone (or out of time). */
+static void finish_stop(evutil_socket_t fd, short what, void *arg)
 {
+  (void)fd;
+  (void)what;
+  struct worker *w = arg;
   for (struct client *c = w->clients; c; c = client_next(c))
     client_close(c, "shutdown");
   for (size_t i = 0; i < w->nreap; i++)
     client_free(w->reap[i]);
   w->nreap = 0;
   if (w->http) {
-    evhttp_free(w->http);
+    evhttp_free(w->http); /* also closes idle keep-alive connections */
     w->http = NULL;
   }
   event_base_loopbreak(w->base);
+}
+
+/* Shutdown: stop accepting, tell every stream to reconnect (an SSE event,
+ * then the close that makes EventSource retry, elsewhere behind a load
+ * balancer), keep serving requests already read, and finish when the
+ * streams have drained or after a bounded grace time. */
+static void stop(struct worker *w)
+{
+  if (w->stopping)
+    return;
+  w->stopping = 1;
+  for (int i = 0; i < w->nbound; i++)
+    evhttp_del_accept_socket(w->http, w->bound[i]);
+  w->nbound = 0;
+  for (struct client *c = w->clients; c; c = client_next(c))
+    client_close_after(c, "tinysse.shutdown", "{\"type\":\"shutdown\",\"reconnect\":true}",
+                       "shutdown");
+  struct timeval grace = {2, 0};
+  w->stop_ev = evtimer_new(w->base, finish_stop, w);
+  if (w->stop_ev && w->clients)
+    evtimer_add(w->stop_ev, &grace);
+  else
+    finish_stop(-1, 0, w);
+}
+
+/* Called after reaping: a stopping worker finishes once no stream is left. */
+static void check_stopped(struct worker *w)
+{
+  if (w->stopping && !w->clients && w->stop_ev && evtimer_pending(w->stop_ev, NULL)) {
+    evtimer_del(w->stop_ev);
+    finish_stop(-1, 0, w);
+  }
 }
 
 static void on_wake(evutil_socket_t fd, short what, void *arg)
@@ -133,6 +169,7 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
   for (size_t i = 0; i < w->nreap; i++)
     client_free(w->reap[i]);
   w->nreap = 0;
+  check_stopped(w);
 }
 
 void worker_reap_later(struct worker *w, struct client *c)
@@ -199,11 +236,13 @@ static int bind_listeners(struct worker *w, char *err, size_t errlen)
       snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen[i], strerror(errno));
       return -1;
     }
-    if (!evhttp_bind_listener(w->http, l)) {
+    struct evhttp_bound_socket *b = evhttp_bind_listener(w->http, l);
+    if (!b) {
       evconnlistener_free(l);
       snprintf(err, errlen, "cannot serve HTTP on %s", cfg->listen[i]);
       return -1;
     }
+    w->bound[w->nbound++] = b;
   }
   return 0;
 }
@@ -285,6 +324,8 @@ void worker_free(struct worker *w)
     event_free(w->reap_ev);
   if (w->tick_ev)
     event_free(w->tick_ev);
+  if (w->stop_ev)
+    event_free(w->stop_ev);
   for (size_t i = 0; i < w->inbox_n; i++)
     message_unref(w->inbox[i]);
   free(w->inbox);
