@@ -38,7 +38,7 @@ struct client {
   struct outq out;
   struct event *ev; /* EV_READ always; EV_WRITE only while output is stuck */
   int want_write;
-  struct hub_sub *sub, *presence;
+  struct hub_sub *sub, *presence, *peer;
   char *user_id, *role;
   char **channels;
   size_t nchannels;
@@ -290,6 +290,7 @@ int client_open(struct worker *w, struct evhttp_request *req, struct client_para
     atomic_fetch_sub(&gw->nclients, 1);
     return -2;
   }
+  int rc = -1;
   struct client *c = calloc(1, sizeof(*c));
   if (!c)
     goto err;
@@ -306,9 +307,16 @@ int client_open(struct worker *w, struct evhttp_request *req, struct client_para
   if (!c->sub)
     goto err;
   pthread_mutex_lock(&gw->presence_lock);
+  const char *peer = p->peer_ip ? p->peer_ip : "?";
+  if (hub_subscribers(gw->peers, peer) >= (size_t)gw->cfg->max_per_peer) {
+    pthread_mutex_unlock(&gw->presence_lock);
+    rc = -3;
+    goto err;
+  }
+  c->peer = hub_subscribe(gw->peers, c, &peer, 1);
   c->presence = hub_subscribe(gw->presence, c, (const char *const *)p->channels, p->nchannels);
   pthread_mutex_unlock(&gw->presence_lock);
-  if (!c->presence)
+  if (!c->presence || !c->peer)
     goto err;
   if (p->expires_at > 0) {
     c->expiry = evtimer_new(w->base, on_expiry, c);
@@ -370,11 +378,10 @@ int client_open(struct worker *w, struct evhttp_request *req, struct client_para
 err:
   if (c) {
     hub_unsubscribe(w->hub, c->sub);
-    if (c->presence) {
-      pthread_mutex_lock(&gw->presence_lock);
-      hub_unsubscribe(gw->presence, c->presence);
-      pthread_mutex_unlock(&gw->presence_lock);
-    }
+    pthread_mutex_lock(&gw->presence_lock);
+    hub_unsubscribe(gw->presence, c->presence);
+    hub_unsubscribe(gw->peers, c->peer);
+    pthread_mutex_unlock(&gw->presence_lock);
     if (c->expiry)
       event_free(c->expiry);
     if (c->ev)
@@ -383,9 +390,11 @@ err:
     free(c);
   }
   atomic_fetch_sub(&gw->nclients, 1);
-  free_fields(p);
-  memset(p, 0, sizeof(*p));
-  return -1;
+  if (rc == -1) {
+    free_fields(p);
+    memset(p, 0, sizeof(*p));
+  }
+  return rc;
 }
 
 void client_close(struct client *c, const char *reason)
@@ -433,6 +442,7 @@ void client_free(struct client *c)
   hub_unsubscribe(w->hub, c->sub);
   pthread_mutex_lock(&gw->presence_lock);
   hub_unsubscribe(gw->presence, c->presence);
+  hub_unsubscribe(gw->peers, c->peer);
   pthread_mutex_unlock(&gw->presence_lock);
   if (script_has(w->script, HOOK_ON_DISCONNECT)) {
     struct script_client v;

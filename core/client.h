@@ -19,11 +19,13 @@ struct client_params {
   double expires_at;      /* Unix seconds; 0 = never */
   const char *resume_id;  /* Last-Event-ID or ?lastEventId=, NULL when none */
   const char *extra_headers; /* CORS lines ("Name: value\r\n"...), may be "" */
+  const char *peer_ip;       /* for --max-clients-per-peer */
 };
 
 /* Opens the stream on req's connection. 0 on success (the client now owns
- * the connection and p's strings); -1 out of memory, -2 too many clients:
- * then nothing was taken and the caller answers req. */
+ * the connection and p's strings); -1 out of memory, -2 too many clients,
+ * -3 too many from this peer: then nothing was taken and the caller answers
+ * req. */
 int client_open(struct worker *w, struct evhttp_request *req, struct client_params *p);
 /* Queues m's frame unless the client already has it (replay seam). */
 void client_deliver(struct client *c, const struct message *m);

@@ -34,6 +34,8 @@ static const struct option_desc options[] = {
     {"max-clients", K_LONG, F(max_clients), 0, 1, 10000000, "stream connections beyond this get 503"},
     {"workers", K_LONG, F(workers), 0, 1, 256, "event-loop threads"},
     {"redis", K_STR, F(redis), 0, 0, 0, "cluster mode over Redis (not in this release)"},
+    {"max-clients-per-peer", K_LONG, F(max_per_peer), 0, 1, 10000000, "streams one peer address may hold"},
+    {"request-timeout", K_DOUBLE, F(request_timeout), 0, 0.1, 3600, "seconds to send a request (and idle time of keep-alive connections)"},
     {"max-queue", K_LONG, F(max_queue), 0, 1024, 1L << 34, "bytes queued per stream before it is closed as slow"},
     {"max-body", K_LONG, F(max_body), 0, 64, 1L << 30, "largest request body in bytes"},
     {"max-header", K_LONG, F(max_header), 0, 256, 1L << 20, "largest request line plus headers in bytes"},
@@ -58,6 +60,8 @@ void config_defaults(struct config *c)
   c->heartbeat = 15;
   c->retry_ms = 2000;
   c->max_clients = 100000;
+  c->max_per_peer = 1000;
+  c->request_timeout = 10;
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   c->workers = cores > 0 ? cores : 1;
   c->max_queue = 1L << 20;

@@ -15,7 +15,8 @@ struct config {
   int ncors_origin;
   long buffer, retry_ms, max_clients, workers;
   double heartbeat, hook_timeout;
-  long max_queue, max_body, max_header, script_memory;
+  long max_queue, max_body, max_header, script_memory, max_per_peer;
+  double request_timeout;
   int check, help, version;
   int publish_key_generated;
   /* which options the command line set (bit per option index) */

@@ -76,9 +76,10 @@ struct gateway {
   char publish_key[128]; /* empty when publishing is left to the script */
   struct tinysse_module_host module_host;
   struct script_limits limits;
-  /* channel -> subscribers across all workers, for /channels and counts */
+  /* channel -> subscribers across all workers, for /channels and counts;
+   * and peer address -> streams, for --max-clients-per-peer (same lock) */
   pthread_mutex_t presence_lock;
-  struct hub *presence;
+  struct hub *presence, *peers;
 };
 
 /* Relaxed single-writer increment for worker_stats fields. */

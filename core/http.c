@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -417,7 +418,10 @@ struct evhttp *http_new(struct worker *w)
    * a JSON 431/413 from us; beyond it libevent answers (or closes) itself. */
   evhttp_set_max_headers_size(http, cfg->max_header * 4);
   evhttp_set_max_body_size(http, cfg->max_body * 2);
-  /* Idle keep-alive publish connections and slow request senders. */
-  evhttp_set_timeout(http, 60);
+  /* Slow request senders (slowloris) and idle keep-alive connections; a
+   * stream leaves this behind when its connection is taken over. */
+  struct timeval tv = {(time_t)cfg->request_timeout,
+                       (suseconds_t)((cfg->request_timeout - (double)(time_t)cfg->request_timeout) * 1e6)};
+  evhttp_set_timeout_tv(http, &tv);
   return http;
 }

@@ -176,11 +176,12 @@ int main(int argc, char **argv)
   }
   gw.ring = ring_new((size_t)cfg.buffer);
   gw.presence = hub_new();
+  gw.peers = hub_new();
   pthread_mutex_init(&gw.presence_lock, NULL);
   gw.module_host = (struct tinysse_module_host){&gw, host_log, host_publish, host_count, gw.secret};
   gw.nworkers = (int)cfg.workers;
   gw.workers = calloc((size_t)gw.nworkers, sizeof(*gw.workers));
-  if (!gw.ring || !gw.presence || !gw.workers) {
+  if (!gw.ring || !gw.presence || !gw.peers || !gw.workers) {
     fprintf(stderr, "tinysse: out of memory\n");
     return 2;
   }
@@ -235,5 +236,6 @@ cleanup:
   free(gw.workers);
   ring_free(gw.ring);
   hub_free(gw.presence);
+  hub_free(gw.peers);
   return status;
 }

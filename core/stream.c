@@ -100,6 +100,10 @@ void stream_request(struct worker *w, struct evhttp_request *req)
   if (p.resume_id && !*p.resume_id)
     p.resume_id = NULL;
   p.extra_headers = http_cors_lines(w, req, cors, sizeof(cors));
+  char *peer_ip = NULL;
+  ev_uint16_t peer_port;
+  evhttp_connection_get_peer(evhttp_request_get_connection(req), &peer_ip, &peer_port);
+  p.peer_ip = peer_ip;
 
   switch (client_open(w, req, &p)) {
   case 0:
@@ -107,6 +111,10 @@ void stream_request(struct worker *w, struct evhttp_request *req)
   case -2:
     reply_error(req, 503, "too_many_clients", "this gateway is at its limit of %ld streams",
                 w->gw->cfg->max_clients);
+    break;
+  case -3:
+    reply_error(req, 503, "too_many_clients",
+                "your address holds %ld streams, the limit per address", w->gw->cfg->max_per_peer);
     break;
   default:
     reply_error(req, 500, "internal", "out of memory");

@@ -175,9 +175,10 @@ local function build_request(self, method, path, headers, body)
 end
 Gateway.build_request = build_request
 
-function Gateway:connect(timeout)
+function Gateway:connect(timeout, source)
   local c = socket.tcp()
   c:settimeout(timeout or 5)
+  if source then assert(c:bind(source, 0)) end
   local ok, err = c:connect("127.0.0.1", self.port)
   if not ok then return nil, err end
   return c
@@ -208,8 +209,8 @@ end
 local Stream = {}
 Stream.__index = Stream
 
-function Gateway:stream(path, headers)
-  local c = assert(self:connect(5))
+function Gateway:stream(path, headers, source)
+  local c = assert(self:connect(5, source))
   headers = headers or {}
   headers["Accept"] = "text/event-stream"
   c:send(build_request(self, "GET", path, headers))

@@ -176,3 +176,50 @@ describe("SIGTERM", function()
     assert.is_nil(g:connect(1))
   end)
 end)
+
+describe("connection limits", function()
+  local g
+  setup(function()
+    g = T.start({ args = { "--max-clients-per-peer", "3", "--request-timeout", "0.5", "--heartbeat", "30" } })
+  end)
+  teardown(function() g:stop() end)
+
+  it("refuses streams past --max-clients-per-peer from one address only", function()
+    local open = {}
+    for i = 1, 3 do
+      open[i] = g:stream("/events?token=pp" .. i .. ":user")
+      assert.are.equal(200, open[i].status)
+    end
+    local over = g:stream("/events?token=pp4:user")
+    assert.are.equal(503, over.status)
+    assert.truthy(over.json.message:find("per address", 1, true))
+    local other = g:stream("/events?token=pp5:user", nil, "127.0.0.2")
+    assert.are.equal(200, other.status)
+    open[1]:close()
+    T.sleep(0.3)
+    local again = g:stream("/events?token=pp6:user")
+    assert.are.equal(200, again.status)
+    for _, s in ipairs({ open[2], open[3], other, again }) do s:close() end
+  end)
+
+  it("closes a connection whose request does not arrive in --request-timeout", function()
+    local c = g:connect(5)
+    c:send("GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    local t0 = require("socket").gettime()
+    c:settimeout(5)
+    local _, err = c:receive("*a")
+    local waited = require("socket").gettime() - t0
+    assert.is_true(waited < 3, "closed after " .. waited .. " s")
+    c:close()
+  end)
+
+  it("does not apply the request timeout to an open stream", function()
+    local s = g:stream("/events?token=idle:user")
+    s:next(2)
+    local _, why = s:next(1.5)
+    assert.are.equal("timeout", why) -- still open: nothing arrived, nothing closed
+    g:publish({ targets = { "user:idle" }, handler_id = 0, data = "still" })
+    assert.are.equal("still", s:message(2).json.data)
+    s:close()
+  end)
+end)
