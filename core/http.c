@@ -3,6 +3,7 @@
 #include "http.h"
 
 #include <ctype.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,7 +78,9 @@ int http_authorize_publisher(struct worker *w, struct evhttp_request *req, struc
 
 int req_view_init(struct req_view *v, struct evhttp_request *req, int with_body)
 {
+  static atomic_ullong serials;
   memset(v, 0, sizeof(*v));
+  v->sr.serial = atomic_fetch_add_explicit(&serials, 1, memory_order_relaxed) + 1;
   TAILQ_INIT(&v->query);
   const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
   const char *q = uri ? evhttp_uri_get_query(uri) : NULL;

@@ -28,6 +28,8 @@ struct script {
   double deadline; /* monotonic seconds; 0 when no call runs */
   int timed_out, in_on_error;
   int hooks[HOOK_COUNT]; /* registry refs, LUA_NOREF when absent */
+  unsigned long long req_serial; /* the request whose table req_ref holds */
+  int req_ref;
   int config_ref;
   struct script_limits limits;
   struct script_stats *stats;
@@ -182,6 +184,7 @@ struct script *script_load(const char *path, const struct script_limits *limits,
   s->cap = limits->memory_cap;
   s->stats = stats;
   s->config_ref = LUA_NOREF;
+  s->req_ref = LUA_NOREF;
   for (int i = 0; i < HOOK_COUNT; i++)
     s->hooks[i] = LUA_NOREF;
   s->L = lua_newstate(capped_alloc, s);
@@ -191,6 +194,9 @@ struct script *script_load(const char *path, const struct script_limits *limits,
     return NULL;
   }
   lua_State *L = s->L;
+  /* Hooks make short-lived garbage (req tables, results): the generational
+   * collector handles that for less work than the incremental one. */
+  lua_gc(L, LUA_GCGEN, 0, 0);
   luaL_openlibs(L);
   tinysse_module_open(L, host);
 
@@ -301,7 +307,7 @@ static void push_kv_table(lua_State *L, const struct script_kv *kv, size_t n)
   }
 }
 
-static void push_req(lua_State *L, const struct script_req *req)
+static void build_req(lua_State *L, const struct script_req *req)
 {
   lua_createtable(L, 0, 8);
   lua_pushstring(L, req->method);
@@ -320,6 +326,22 @@ static void push_req(lua_State *L, const struct script_req *req)
   }
   lua_pushboolean(L, req->publisher);
   lua_setfield(L, -2, "publisher");
+}
+
+/* Pushes the `req` table, reusing the one built for the same request by an
+ * earlier hook (validate_token then channels, for a stream). */
+static void push_req(struct script *s, const struct script_req *req)
+{
+  lua_State *L = s->L;
+  if (req->serial && req->serial == s->req_serial) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->req_ref);
+    return;
+  }
+  build_req(L, req);
+  luaL_unref(L, LUA_REGISTRYINDEX, s->req_ref);
+  lua_pushvalue(L, -1);
+  s->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  s->req_serial = req->serial;
 }
 
 static void push_client(lua_State *L, const struct script_client *c)
@@ -368,7 +390,7 @@ int script_validate_token(struct script *s, const char *token, const struct scri
   *expires_at = 0;
   push_hook(s, HOOK_VALIDATE_TOKEN);
   lua_pushstring(L, token);
-  push_req(L, req);
+  push_req(s, req);
   if ((rc = call_hook(s, HOOK_VALIDATE_TOKEN, 2, 3, why, whylen)) != SCRIPT_OK)
     return rc;
   int t1 = lua_type(L, -3);
@@ -416,7 +438,7 @@ int script_channels(struct script *s, const char *user_id, const char *role,
   push_hook(s, HOOK_CHANNELS);
   lua_pushstring(L, user_id);
   lua_pushstring(L, role);
-  push_req(L, req);
+  push_req(s, req);
   if ((rc = call_hook(s, HOOK_CHANNELS, 3, 1, why, whylen)) != SCRIPT_OK)
     return rc;
   if (!lua_istable(L, -1)) {
@@ -457,7 +479,7 @@ int script_authorize_publish(struct script *s, const struct script_req *req, cha
   lua_State *L = s->L;
   int rc;
   push_hook(s, HOOK_AUTHORIZE_PUBLISH);
-  push_req(L, req);
+  push_req(s, req);
   if ((rc = call_hook(s, HOOK_AUTHORIZE_PUBLISH, 1, 2, why, whylen)) != SCRIPT_OK)
     return rc;
   if (lua_type(L, -2) == LUA_TBOOLEAN && lua_toboolean(L, -2)) {
@@ -481,7 +503,7 @@ int script_issue_token(struct script *s, const struct script_req *req, char **to
   *token = NULL;
   *expires_in = 0;
   push_hook(s, HOOK_ISSUE_TOKEN);
-  push_req(L, req);
+  push_req(s, req);
   if ((rc = call_hook(s, HOOK_ISSUE_TOKEN, 1, 2, why, whylen)) != SCRIPT_OK)
     return rc;
   if (lua_isnil(L, -2) || (lua_type(L, -2) == LUA_TBOOLEAN && !lua_toboolean(L, -2))) {

@@ -32,6 +32,9 @@ struct script_req {
   const char *body; /* NULL when none */
   size_t body_len;
   int publisher; /* the request carried the gateway's publish key */
+  /* Unique per request (never 0): hooks called for the same request share
+   * one Lua `req` table, built once. */
+  unsigned long long serial;
 };
 
 struct script_client {
