@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -280,6 +282,10 @@ static evutil_socket_t take_socket(struct worker *w, struct evhttp_request *req)
   }
   bufferevent_disable(bev, EV_READ | EV_WRITE);
   event_base_once(w->base, -1, EV_TIMEOUT, free_evcon, evcon, &now);
+  /* Frames are written whole and at once; Nagle would hold a small frame
+   * back until the client acknowledges the previous one. */
+  int one = 1;
+  setsockopt(mine, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   return mine;
 }
 

@@ -7,6 +7,9 @@ local M = {}
 M.root = os.getenv("TINYSSE_ROOT") or "."
 M.bin = os.getenv("TINYSSE_BIN") or (M.root .. "/build/tinysse")
 M.publish_key = "test-publish-key-0123456789"
+-- TINYSSE_VALGRIND=1 runs every gateway under valgrind's memcheck; a spec
+-- that stops one fails on any error or definite leak it reports.
+M.valgrind = (os.getenv("TINYSSE_VALGRIND") or "") ~= ""
 
 local function sh(cmd)
   local p = assert(io.popen(cmd))
@@ -71,7 +74,13 @@ function M.start(opts)
   for k, v in pairs(opts.env or {}) do env = env .. k .. "=" .. shell_quote(v) .. " " end
   local cmd = {}
   for _, a in ipairs(args) do cmd[#cmd + 1] = shell_quote(a) end
-  local line = string.format("%s exec %s %s >>%s 2>&1 & echo $!", env, shell_quote(M.bin),
+  local prefix = ""
+  if M.valgrind then
+    g.vglog = g.dir .. "/valgrind.log"
+    prefix = "valgrind -q --leak-check=full --errors-for-leak-kinds=definite " ..
+             "--log-file=" .. shell_quote(g.vglog) .. " "
+  end
+  local line = string.format("%s exec %s%s %s >>%s 2>&1 & echo $!", env, prefix, shell_quote(M.bin),
                              table.concat(cmd, " "), shell_quote(g.log))
   g.pid = tonumber((sh("sh -c " .. shell_quote(line)):gsub("%s+$", "")))
   assert(g.pid, "could not start " .. M.bin)
@@ -108,6 +117,16 @@ end
 -- Sends SIGTERM and waits; returns true when it exited in time.
 -- Sanitizer reports in the gateway's log fail the spec that stopped it.
 function Gateway:check_sanitizers()
+  if self.vglog then
+    -- run with -q: anything but warnings in its log is an error report
+    local vg = M.read_file(self.vglog)
+    for line in vg:gmatch("[^\n]+") do
+      local text = line:gsub("^==%d+==%s*", "")
+      if text ~= "" and not text:find("^Warning:") then
+        error("valgrind reports errors for the gateway:\n" .. vg)
+      end
+    end
+  end
   local log = self:logtext()
   for _, pat in ipairs({ "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:" }) do
     if log:find(pat, 1, true) then error("sanitizer report in the gateway log:\n" .. log) end
