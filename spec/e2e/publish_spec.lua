@@ -73,6 +73,15 @@ describe("POST /publish", function()
     end)
   end
 
+  it("refuses JSON nested deeper than 64 levels (nesting)", function()
+    local deep = ("["):rep(100) .. ("]"):rep(100)
+    local st, _, _, j = g:publish('{"targets":["all"],"handler_id":0,"data":' .. deep .. '}')
+    assert.are.equal(400, st)
+    assert.truthy(j.message:find("nesting too deep", 1, true), j.message)
+    local ok = ("["):rep(30) .. ("]"):rep(30)
+    assert.are.equal(200, (g:publish('{"targets":["all"],"handler_id":0,"data":' .. ok .. '}')))
+  end)
+
   it("publishes nothing from a bad array", function()
     local s = g:stream("/events?token=p2:user")
     s:next(2)
