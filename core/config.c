@@ -43,6 +43,7 @@ static const struct option_desc options[] = {
     {"script-memory", K_LONG, F(script_memory), 0, 1L << 20, 1L << 34, "bytes a Lua state may allocate"},
     {"log-level", K_STR, F(log_level), 0, 0, 0, "debug, info, warn or error"},
     {"assets", K_STR, F(assets), 0, 0, 0, "directory of the browser client files served at /tinysse.js, /tinysse.wasm, /demo"},
+    {"access-log", K_FLAG, F(access_log), 0, 0, 0, "log one line per HTTP request (never the query string)"},
     {"check", K_FLAG, F(check), 0, 0, 0, "load the script, report problems, exit 0/1"},
     {"help", K_FLAG, F(help), 0, 0, 0, "this text"},
     {"version", K_FLAG, F(version), 0, 0, 0, "print the version"},
@@ -191,7 +192,8 @@ int config_set_from_script(struct config *c, const char *name, const char *value
                            size_t errlen)
 {
   const struct option_desc *o = find_option(name, strlen(name));
-  if (!o || o->kind == K_FLAG || strcmp(o->name, "script") == 0) {
+  if (!o || strcmp(o->name, "script") == 0 || strcmp(o->name, "check") == 0 ||
+      strcmp(o->name, "help") == 0 || strcmp(o->name, "version") == 0) {
     snprintf(err, errlen, "config.%s: not an option a script can set", name);
     return -1;
   }

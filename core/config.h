@@ -17,7 +17,7 @@ struct config {
   double heartbeat, hook_timeout;
   long max_queue, max_body, max_header, script_memory, max_per_peer;
   double request_timeout;
-  int check, help, version;
+  int check, help, version, access_log;
   int publish_key_generated;
   /* which options the command line set (bit per option index) */
   unsigned long long set_by_cli, set_by_script;

@@ -27,7 +27,12 @@ struct client;
 struct worker_stats {
   atomic_ulong connections, connections_total, deliveries, replayed, resets, slow,
       expired, auth_rejected, bytes_queued, http_requests, http_errors;
+  /* publish-to-write latency: one observation per message per worker, taken
+   * when the fan-out pass that wrote it ends (bounds: metrics.c) */
+  atomic_ulong write_latency_buckets[10], write_latency_count;
+  _Atomic double write_latency_sum;
 };
+extern const double write_latency_bounds[10];
 
 struct worker {
   int index;

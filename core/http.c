@@ -76,6 +76,16 @@ int http_authorize_publisher(struct worker *w, struct evhttp_request *req, struc
   return -1;
 }
 
+static const char *method_name(enum evhttp_cmd_type cmd)
+{
+  static const char *const names[] = {"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS",
+                                      "TRACE", "CONNECT", "PATCH"};
+  for (int m = 0; m < 9; m++)
+    if (cmd == (enum evhttp_cmd_type)(1 << m))
+      return names[m];
+  return "OTHER";
+}
+
 int req_view_init(struct req_view *v, struct evhttp_request *req, int with_body)
 {
   static atomic_ullong serials;
@@ -121,13 +131,7 @@ int req_view_init(struct req_view *v, struct evhttp_request *req, int with_body)
   evhttp_connection_get_peer(evhttp_request_get_connection(req), &addr, &port);
   snprintf(v->peer, sizeof(v->peer), "%s:%u", addr ? addr : "?", (unsigned)port);
 
-  static const char *const methods[] = {"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS",
-                                        "TRACE", "CONNECT", "PATCH"};
-  enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-  v->sr.method = "OTHER";
-  for (int m = 0; m < 9; m++)
-    if (cmd == (enum evhttp_cmd_type)(1 << m))
-      v->sr.method = methods[m];
+  v->sr.method = method_name(evhttp_request_get_command(req));
   v->sr.path = uri && evhttp_uri_get_path(uri) ? evhttp_uri_get_path(uri) : "/";
   v->sr.peer = v->peer;
   v->sr.query = v->kv;
@@ -341,6 +345,10 @@ static void method_not_allowed(struct evhttp_request *req, const char *allow)
   reply_error(req, 405, "method_not_allowed", "this path accepts %s", allow);
 }
 
+static void route(struct worker *w, struct evhttp_request *req, const char *path,
+                  enum evhttp_cmd_type cmd);
+
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
   struct worker *w = arg;
@@ -350,7 +358,30 @@ static void on_request(struct evhttp_request *req, void *arg)
   const char *path = uri && evhttp_uri_get_path(uri) && *evhttp_uri_get_path(uri)
                          ? evhttp_uri_get_path(uri) : "/";
 
+  static atomic_ullong request_ids;
+  unsigned long long rid = atomic_fetch_add_explicit(&request_ids, 1, memory_order_relaxed) + 1;
+  char rid_text[24];
+  snprintf(rid_text, sizeof(rid_text), "%llx", rid);
+  evhttp_add_header(evhttp_request_get_output_headers(req), "X-Request-Id", rid_text);
   STAT_ADD(w->stats.http_requests, 1);
+  route(w, req, path, cmd);
+  if (cfg->access_log) {
+    /* The path only: query strings carry tokens. */
+    int code = evhttp_request_get_response_code(req);
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    char qp[300];
+    evhttp_connection_get_peer(evhttp_request_get_connection(req), &addr, &port);
+    log_event(LOG_INFO, "access", "id=%s method=%s path=%s status=%d peer=%s:%u", rid_text,
+              method_name(cmd), log_quote(qp, sizeof(qp), path), code ? code : 200,
+              addr ? addr : "?", (unsigned)port);
+  }
+}
+
+static void route(struct worker *w, struct evhttp_request *req, const char *path,
+                  enum evhttp_cmd_type cmd)
+{
+  struct config *cfg = w->gw->cfg;
   if (header_bytes(req) > cfg->max_header) {
     reply_error(req, 431, "headers_too_large", "the request line and headers exceed %ld bytes",
                 cfg->max_header);

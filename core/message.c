@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct message *message_new(uint64_t seq, const char *const *targets, size_t ntargets,
                             struct frame *frame)
@@ -19,6 +20,9 @@ struct message *message_new(uint64_t seq, const char *const *targets, size_t nta
     return NULL;
   atomic_init(&m->refs, 1);
   m->seq = seq;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  m->published_at = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
   m->frame = frame;
   m->ntargets = (uint32_t)ntargets;
   char *p = (char *)(m->targets + ntargets);

@@ -13,6 +13,7 @@ struct frame;
 struct message {
   atomic_uint refs;
   uint64_t seq;
+  double published_at; /* CLOCK_MONOTONIC seconds, for the latency histogram */
   struct frame *frame;
   uint32_t ntargets;
   const char *targets[]; /* strings stored after the array */

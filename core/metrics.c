@@ -51,6 +51,25 @@ void metrics_render(struct gateway *gw, struct evbuffer *out)
   summed(out, gw, "tinysse_bytes_queued", "gauge", "Bytes waiting in stream output queues.", WS(bytes_queued));
   summed(out, gw, "tinysse_http_requests_total", "counter", "HTTP requests handled.", WS(http_requests));
 
+  /* publish-to-write latency, summed over workers */
+  unsigned long wb[10] = {0}, wcount = 0;
+  double wsum = 0;
+  for (int i = 0; i < gw->nworkers; i++) {
+    struct worker_stats *st = &gw->workers[i]->stats;
+    for (int b = 0; b < 10; b++)
+      wb[b] += STAT_GET(st->write_latency_buckets[b]);
+    wcount += STAT_GET(st->write_latency_count);
+    wsum += atomic_load_explicit(&st->write_latency_sum, memory_order_relaxed);
+  }
+  head(out, "tinysse_publish_to_write_seconds", "histogram",
+       "From a message's publish to the end of the fan-out pass that wrote it, per worker.");
+  for (int b = 0; b < 10; b++)
+    evbuffer_add_printf(out, "tinysse_publish_to_write_seconds_bucket{le=\"%g\"} %lu\n",
+                        write_latency_bounds[b], wb[b]);
+  evbuffer_add_printf(out, "tinysse_publish_to_write_seconds_bucket{le=\"+Inf\"} %lu\n", wcount);
+  evbuffer_add_printf(out, "tinysse_publish_to_write_seconds_sum %.6f\n", wsum);
+  evbuffer_add_printf(out, "tinysse_publish_to_write_seconds_count %lu\n", wcount);
+
   ring_lock(gw->ring);
   size_t held = ring_count(gw->ring);
   ring_unlock(gw->ring);

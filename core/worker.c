@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -30,6 +31,20 @@ static void deliver_cb(void *owner, const struct message *m, void *arg)
   client_deliver(owner, m);
 }
 
+const double write_latency_bounds[10] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                          0.025, 0.05, 0.1, 0.25, 1.0};
+
+static void observe_write_latency(struct worker *w, double dt)
+{
+  for (int b = 0; b < 10; b++)
+    if (dt <= write_latency_bounds[b])
+      STAT_ADD(w->stats.write_latency_buckets[b], 1);
+  STAT_ADD(w->stats.write_latency_count, 1);
+  atomic_store_explicit(&w->stats.write_latency_sum,
+                        atomic_load_explicit(&w->stats.write_latency_sum, memory_order_relaxed) + dt,
+                        memory_order_relaxed);
+}
+
 void worker_drain(struct worker *w)
 {
   pthread_mutex_lock(&w->inbox_lock);
@@ -45,10 +60,18 @@ void worker_drain(struct worker *w)
   for (size_t i = 0; i < n; i++) {
     hub_route(w->hub, batch[i], deliver_cb, NULL);
     w->last_seq = batch[i]->seq;
-    message_unref(batch[i]);
   }
-  free(batch);
   client_flush_dirty(w);
+  if (n > 0) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double done = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    for (size_t i = 0; i < n; i++)
+      observe_write_latency(w, done - batch[i]->published_at);
+  }
+  for (size_t i = 0; i < n; i++)
+    message_unref(batch[i]);
+  free(batch);
 }
 
 void worker_inbox_push(struct worker *w, struct message *m)

@@ -196,7 +196,7 @@ describe("the small endpoints", function()
     assert.are.equal("needs the publish key", j2.message)
   end)
 
-  it("/metrics speaks the Prometheus text format", function()
+  it("/metrics speaks the Prometheus text format and its naming conventions", function()
     local s = g:stream("/events?token=m1:user")
     s:next(2)
     g:publish({ targets = { "all" }, handler_id = 0, data = 1 })
@@ -204,23 +204,44 @@ describe("the small endpoints", function()
     local st, h, body = g:request("GET", "/metrics")
     assert.are.equal(200, st)
     assert.truthy(h["content-type"]:find("text/plain", 1, true))
-    local values = {}
+    local types, helps, values = {}, {}, {}
     for line in body:gmatch("[^\n]+") do
-      if line:sub(1, 1) ~= "#" then
-        local name, v = line:match("^([%w_]+[^ ]*) ([%d%.e%+%-]+)$")
-        assert.truthy(name, "unparsable metrics line: " .. line)
-        values[name] = tonumber(v)
+      local name, typ = line:match("^# TYPE ([%w_]+) (%a+)$")
+      if name then
+        assert.is_nil(types[name], "TYPE twice for " .. name)
+        types[name] = typ
+      elseif line:match("^# HELP ") then
+        helps[line:match("^# HELP ([%w_]+) ")] = true
+      else
+        local sample, v = line:match("^([%w_]+[^ ]*) ([%d%.e%+%-]+)$")
+        assert.truthy(sample, "unparsable metrics line: " .. line)
+        local base = sample:match("^([%w_]+)")
+        local family = base:gsub("_bucket$", ""):gsub("_sum$", ""):gsub("_count$", "")
+        local declared = types[base] and base or (types[family] and family)
+        assert.truthy(declared, "sample before its TYPE: " .. sample)
+        assert.truthy(helps[declared], "no HELP for " .. declared)
+        assert.truthy(base:match("^tinysse_"), base)
+        values[sample] = tonumber(v)
+      end
+    end
+    for name, typ in pairs(types) do
+      assert.truthy(typ == "counter" or typ == "gauge" or typ == "histogram", name .. " " .. typ)
+      if typ == "counter" then assert.truthy(name:match("_total$"), "counter without _total: " .. name) end
+      if name:match("_total$") then assert.are.equal("counter", typ, name) end
+      if typ == "histogram" then
+        assert.truthy(values[name .. '_bucket{le="+Inf"}'], name)
+        assert.are.equal(values[name .. "_count"], values[name .. '_bucket{le="+Inf"}'], name)
       end
     end
     assert.is_true(values["tinysse_messages_published_total"] >= 1)
     assert.is_true(values["tinysse_deliveries_total"] >= 1)
+    assert.is_true(values["tinysse_publish_to_write_seconds_count"] >= 1)
+    assert.truthy(values["tinysse_script_errors_total"])
     local open = 0
     for name, v in pairs(values) do
       if name:match('^tinysse_connections{worker="%d+"}$') then open = open + v end
     end
     assert.are.equal(1, open)
-    assert.truthy(values["tinysse_script_errors_total"])
-    assert.truthy(values['tinysse_hook_duration_seconds_bucket{le="+Inf"}'])
     s:close()
   end)
 

@@ -5,7 +5,7 @@ local T = require "support"
 describe("GET /events", function()
   local g
   setup(function()
-    g = T.start({ args = { "--heartbeat", "0.4", "--max-clients", "20" } })
+    g = T.start({ args = { "--heartbeat", "0.4", "--max-clients", "20", "--access-log" } })
   end)
   teardown(function() g:stop() end)
 
@@ -149,6 +149,9 @@ describe("GET /events", function()
     g:stream("/events?token=rejected-secret-qq"):close()
     T.sleep(0.2)
     local log = g:logtext()
+    -- the access log names the requests, by path only
+    assert.truthy(log:find('event=access id=%x+ method=GET path="/events" status=200'))
+    assert.truthy(log:find('event=access id=%x+ method=GET path="/events" status=401'))
     assert.is_nil(log:find("secret-token-zz", 1, true))
     assert.is_nil(log:find("rejected-secret-qq", 1, true))
     assert.is_nil(log:find(g.key, 1, true))
