@@ -113,10 +113,20 @@ static void reload_script(struct worker *w)
               log_quote(q, sizeof(q), err));
     return;
   }
+  /* Say what changed, hook by hook. */
+  char added[256] = "", removed[256] = "";
+  for (int h = 0; h < HOOK_COUNT; h++) {
+    int was = script_has(w->script, (enum script_hook)h), is = script_has(s, (enum script_hook)h);
+    char *list = is && !was ? added : was && !is ? removed : NULL;
+    if (list)
+      snprintf(list + strlen(list), 256 - strlen(list), "%s%s", *list ? "," : "",
+               script_hook_name((enum script_hook)h));
+  }
   script_free(w->script);
   w->script = s;
-  log_event(LOG_INFO, "script_reloaded", "worker=%d script=%s", w->index,
-            log_quote(q, sizeof(q), gw->cfg->script));
+  log_event(LOG_INFO, "script_reloaded", "worker=%d script=%s hooks_added=%s hooks_removed=%s",
+            w->index, log_quote(q, sizeof(q), gw->cfg->script), *added ? added : "none",
+            *removed ? removed : "none");
 }
 
 /* Last step of a shutdown: every stream is gone (or out of time). */
