@@ -49,6 +49,7 @@ struct client {
   struct event *expiry;
   const char *reason;
   enum client_state state;
+  int internal;
   int dirty; /* on the worker's list of clients to flush after this pass */
   struct client *dirty_next;
   char id[24];
@@ -320,9 +321,11 @@ int client_open(struct worker *w, struct evhttp_request *req, struct client_para
     goto err;
   }
   c->peer = hub_subscribe(gw->peers, c, &peer, 1);
-  c->presence = hub_subscribe(gw->presence, c, (const char *const *)p->channels, p->nchannels);
+  c->internal = p->internal;
+  if (!c->internal)
+    c->presence = hub_subscribe(gw->presence, c, (const char *const *)p->channels, p->nchannels);
   pthread_mutex_unlock(&gw->presence_lock);
-  if (!c->presence || !c->peer)
+  if ((!c->presence && !c->internal) || !c->peer)
     goto err;
   if (p->expires_at > 0) {
     c->expiry = evtimer_new(w->base, on_expiry, c);
@@ -373,7 +376,7 @@ int client_open(struct worker *w, struct evhttp_request *req, struct client_para
     tv.tv_usec = left > 0 ? (suseconds_t)((left - (double)tv.tv_sec) * 1e6) : 0;
     evtimer_add(c->expiry, &tv);
   }
-  if (script_has(w->script, HOOK_ON_CONNECT)) {
+  if (!c->internal && script_has(w->script, HOOK_ON_CONNECT)) {
     struct script_client v;
     script_view(c, &v);
     script_on_connect(w->script, &v);
@@ -450,7 +453,7 @@ void client_free(struct client *c)
   hub_unsubscribe(gw->presence, c->presence);
   hub_unsubscribe(gw->peers, c->peer);
   pthread_mutex_unlock(&gw->presence_lock);
-  if (script_has(w->script, HOOK_ON_DISCONNECT)) {
+  if (!c->internal && script_has(w->script, HOOK_ON_DISCONNECT)) {
     struct script_client v;
     script_view(c, &v);
     script_on_disconnect(w->script, &v, c->reason ? c->reason : "closed");

@@ -20,6 +20,7 @@ struct client_params {
   const char *resume_id;  /* Last-Event-ID or ?lastEventId=, NULL when none */
   const char *extra_headers; /* CORS lines ("Name: value\r\n"...), may be "" */
   const char *peer_ip;       /* for --max-clients-per-peer */
+  int internal;              /* the status page's stream: no hooks, no presence */
 };
 
 /* Opens the stream on req's connection. 0 on success (the client now owns

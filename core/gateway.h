@@ -54,6 +54,7 @@ struct worker {
 
   uint64_t last_seq; /* the last message this worker fanned out */
   double now;        /* wall clock cached at the start of each pass */
+  double status_sent; /* when the status page's stream last got an event */
   struct client *clients;        /* doubly linked list of open streams */
   struct client *dirty;          /* clients queued to in this pass (client.c) */
   struct client **reap;          /* streams to free after the current pass */

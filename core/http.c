@@ -25,6 +25,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "publish.h"
+#include "status.h"
 #include "stream.h"
 #include "worker.h"
 
@@ -428,6 +429,21 @@ static void route(struct worker *w, struct evhttp_request *req, const char *path
       method_not_allowed(req, "GET, HEAD");
     else
       handle_channels(w, req);
+  } else if (strcmp(path, "/status") == 0) {
+    if (!is_get)
+      method_not_allowed(req, "GET, HEAD");
+    else
+      status_page(w, req);
+  } else if (strcmp(path, "/status/token") == 0) {
+    if (cmd != EVHTTP_REQ_POST)
+      method_not_allowed(req, "POST");
+    else
+      status_token_request(w, req);
+  } else if (strcmp(path, "/status/events") == 0) {
+    if (cmd != EVHTTP_REQ_GET)
+      method_not_allowed(req, "GET");
+    else
+      status_stream_request(w, req);
   } else if (find_asset(path)) {
     if (!is_get)
       method_not_allowed(req, "GET, HEAD");

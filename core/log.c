@@ -1,6 +1,7 @@
 /* logfmt logging to stderr, one write(2) per line so threads never interleave. */
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,6 +9,33 @@
 #include <unistd.h>
 
 static enum log_level min_level = LOG_INFO;
+
+/* A small ring of recent warnings and errors for the status page. */
+static pthread_mutex_t recent_lock = PTHREAD_MUTEX_INITIALIZER;
+static char recent[LOG_RECENT_MAX][256];
+static size_t recent_next, recent_count;
+
+static void remember(const char *line, size_t n)
+{
+  pthread_mutex_lock(&recent_lock);
+  snprintf(recent[recent_next], sizeof(recent[0]), "%.*s", (int)(n < 255 ? n : 255), line);
+  recent_next = (recent_next + 1) % LOG_RECENT_MAX;
+  if (recent_count < LOG_RECENT_MAX)
+    recent_count++;
+  pthread_mutex_unlock(&recent_lock);
+}
+
+size_t log_recent(char (*out)[256], size_t max)
+{
+  pthread_mutex_lock(&recent_lock);
+  size_t n = recent_count < max ? recent_count : max;
+  for (size_t i = 0; i < n; i++) {
+    size_t idx = (recent_next + LOG_RECENT_MAX - n + i) % LOG_RECENT_MAX;
+    memcpy(out[i], recent[idx], sizeof(recent[0]));
+  }
+  pthread_mutex_unlock(&recent_lock);
+  return n;
+}
 static const char *const names[] = {"debug", "info", "warn", "error"};
 
 void log_set_level(enum log_level level) { min_level = level; }
@@ -42,6 +70,8 @@ void log_event(enum log_level level, const char *event, const char *fields, ...)
     va_end(ap);
     n = k < 0 ? n : (n + (size_t)k >= sizeof(line) - 1 ? sizeof(line) - 2 : n + (size_t)k);
   }
+  if (level >= LOG_WARN)
+    remember(line, n);
   line[n++] = '\n';
   ssize_t w = write(STDERR_FILENO, line, n);
   (void)w;

@@ -21,6 +21,7 @@
 #include "hub.h"
 #include "log.h"
 #include "message.h"
+#include "status.h"
 
 /* Events get the middle priority by default; fan-out and reaping the lowest. */
 #define WORKER_PRIORITIES 3
@@ -233,6 +234,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
   for (struct client *c = w->clients; c; c = client_next(c))
     queued += client_tick(c, now, w->gw->cfg->heartbeat);
   client_flush_dirty(w);
+  status_tick(w, now);
   atomic_store_explicit(&w->stats.bytes_queued, queued, memory_order_relaxed);
 }
 

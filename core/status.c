@@ -1,0 +1,199 @@
+/* The live status page and its stream. */
+#include "status.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <json-c/json.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "client.h"
+#include "http.h"
+#include "hub.h"
+#include "jsonutil.h"
+#include "log.h"
+#include "message.h"
+#include "ring.h"
+#include "sse.h"
+#include "worker.h"
+
+/* A channel name no publisher can use (targets refuse control bytes). */
+#define STATUS_CHANNEL "\001status"
+#define STATUS_TOKEN_TTL 3600
+
+extern const unsigned char tinysse_status_html[];
+extern const unsigned long tinysse_status_html_len;
+
+void status_page(struct worker *w, struct evhttp_request *req)
+{
+  (void)w;
+  struct evbuffer *out = evbuffer_new();
+  evbuffer_add(out, tinysse_status_html, tinysse_status_html_len);
+  struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+  evhttp_add_header(h, "Content-Type", "text/html; charset=utf-8");
+  evhttp_add_header(h, "Cache-Control", "no-cache");
+  evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+  evhttp_send_reply(req, 200, "OK", out);
+  evbuffer_free(out);
+}
+
+/* token = "<expiry>.<hex HMAC-SHA256(secret, "status:<expiry>")>" */
+static void sign(struct worker *w, long long expiry, char out[96])
+{
+  unsigned char mac[32];
+  unsigned int len = sizeof(mac);
+  char msg[48];
+  int n = snprintf(msg, sizeof(msg), "status:%lld", expiry);
+  HMAC(EVP_sha256(), w->gw->secret, sizeof(w->gw->secret), (const unsigned char *)msg, (size_t)n,
+       mac, &len);
+  int o = snprintf(out, 96, "%lld.", expiry);
+  for (unsigned i = 0; i < len && o + 2 < 96; i++)
+    o += snprintf(out + o, 96 - (size_t)o, "%02x", mac[i]);
+}
+
+static int token_ok(struct worker *w, const char *token)
+{
+  char *end;
+  long long expiry = strtoll(token, &end, 10);
+  char want[96];
+  if (end == token || *end != '.' || expiry < (long long)time(NULL))
+    return 0;
+  sign(w, expiry, want);
+  return strlen(token) == strlen(want) && CRYPTO_memcmp(token, want, strlen(want)) == 0;
+}
+
+void status_token_request(struct worker *w, struct evhttp_request *req)
+{
+  struct req_view v;
+  if (req_view_init(&v, req, 1) != 0) {
+    reply_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  v.sr.publisher = http_is_publisher(w, req);
+  if (http_authorize_publisher(w, req, &v) == 0) {
+    char token[96];
+    sign(w, (long long)time(NULL) + STATUS_TOKEN_TTL, token);
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "token", json_object_new_string(token));
+    json_object_object_add(o, "expires_in", json_object_new_int(STATUS_TOKEN_TTL));
+    reply_json(req, 200, o);
+  }
+  req_view_free(&v);
+}
+
+void status_stream_request(struct worker *w, struct evhttp_request *req)
+{
+  struct req_view v;
+  char cors[512];
+  if (req_view_init(&v, req, 0) != 0) {
+    reply_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  const char *token = req_view_query(&v, "token");
+  if (!token || !token_ok(w, token)) {
+    reply_error(req, 401, "auth", "a status token from POST /status/token is required");
+    req_view_free(&v);
+    return;
+  }
+  struct client_params p = {0};
+  p.user_id = strdup("status");
+  p.role = strdup("status");
+  p.channels = calloc(1, sizeof(char *));
+  if (p.channels)
+    p.channels[0] = strdup(STATUS_CHANNEL);
+  p.nchannels = 1;
+  p.extra_headers = http_cors_lines(w, req, cors, sizeof(cors));
+  p.internal = 1;
+  char *peer = NULL;
+  ev_uint16_t port;
+  evhttp_connection_get_peer(evhttp_request_get_connection(req), &peer, &port);
+  p.peer_ip = peer;
+  int rc = p.user_id && p.role && p.channels && p.channels[0] ? client_open(w, req, &p) : -1;
+  if (rc == -2 || rc == -3)
+    reply_error(req, 503, "too_many_clients", "no room for another stream");
+  else if (rc != 0)
+    reply_error(req, 500, "internal", "out of memory");
+  free(p.user_id);
+  free(p.role);
+  script_strv_free(p.channels, p.nchannels);
+  req_view_free(&v);
+}
+
+static unsigned long sum(struct gateway *gw, size_t off)
+{
+  unsigned long n = 0;
+  for (int i = 0; i < gw->nworkers; i++)
+    n += STAT_GET(*(atomic_ulong *)((char *)&gw->workers[i]->stats + off));
+  return n;
+}
+
+#define WS(field) offsetof(struct worker_stats, field)
+
+static char *status_json(struct gateway *gw)
+{
+  struct json_object *o = json_object_new_object();
+  json_object_object_add(o, "time", json_object_new_double((double)time(NULL)));
+  json_object_object_add(o, "connections", json_object_new_int64(atomic_load(&gw->nclients)));
+  struct json_object *per = json_object_new_array();
+  for (int i = 0; i < gw->nworkers; i++)
+    json_object_array_add(per, json_object_new_int64((int64_t)STAT_GET(gw->workers[i]->stats.connections)));
+  json_object_object_add(o, "connections_by_worker", per);
+  json_object_object_add(o, "published_total", json_object_new_int64((int64_t)atomic_load(&gw->published)));
+  json_object_object_add(o, "deliveries_total", json_object_new_int64((int64_t)sum(gw, WS(deliveries))));
+  json_object_object_add(o, "replayed_total", json_object_new_int64((int64_t)sum(gw, WS(replayed))));
+  json_object_object_add(o, "resets_total", json_object_new_int64((int64_t)sum(gw, WS(resets))));
+  json_object_object_add(o, "slow_total", json_object_new_int64((int64_t)sum(gw, WS(slow))));
+  json_object_object_add(o, "http_requests_total", json_object_new_int64((int64_t)sum(gw, WS(http_requests))));
+  json_object_object_add(o, "bytes_queued", json_object_new_int64((int64_t)sum(gw, WS(bytes_queued))));
+  unsigned long errors = 0;
+  for (int i = 0; i < gw->nworkers; i++)
+    errors += gw->workers[i]->sstats.errors;
+  json_object_object_add(o, "script_errors_total", json_object_new_int64((int64_t)errors));
+  ring_lock(gw->ring);
+  size_t held = ring_count(gw->ring);
+  ring_unlock(gw->ring);
+  json_object_object_add(o, "replay_buffer", json_object_new_int64((int64_t)held));
+  char recent[LOG_RECENT_MAX][256];
+  size_t n = log_recent(recent, LOG_RECENT_MAX);
+  struct json_object *errs = json_object_new_array();
+  for (size_t i = 0; i < n; i++)
+    json_object_array_add(errs, json_object_new_string(recent[i]));
+  json_object_object_add(o, "recent_errors", errs);
+  char *text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+  json_object_put(o);
+  return text;
+}
+
+static void deliver(void *owner, const struct message *m, void *arg)
+{
+  (void)arg;
+  client_deliver(owner, m);
+}
+
+void status_tick(struct worker *w, double now)
+{
+  if (now - w->status_sent < 0.9 || hub_subscribers(w->hub, STATUS_CHANNEL) == 0)
+    return;
+  w->status_sent = now;
+  char *json = status_json(w->gw);
+  struct frame *f = json ? sse_frame_event(NULL, "tinysse.status", json) : NULL;
+  const char *target = STATUS_CHANNEL;
+  /* Never in the ring (no id, nothing to resume): seq UINT64_MAX passes
+   * every client's resume floor; it is routed once per tick. */
+  struct message *m = f ? message_new(UINT64_MAX, &target, 1, f) : NULL;
+  if (m) {
+    hub_route(w->hub, m, deliver, NULL);
+    client_flush_dirty(w);
+    message_unref(m);
+  } else {
+    frame_unref(f);
+  }
+  free(json);
+}

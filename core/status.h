@@ -1,0 +1,18 @@
+/* The live status page: GET /status (an HTML page built into the binary),
+ * POST /status/token (publish-key holders get a short-lived token) and
+ * GET /status/events (an SSE stream of the gateway's own numbers, one event
+ * a second, fed by each worker's tick; never in the replay buffer). */
+#ifndef TINYSSE_STATUS_H
+#define TINYSSE_STATUS_H
+
+struct worker;
+struct evhttp_request;
+
+void status_page(struct worker *w, struct evhttp_request *req);
+void status_token_request(struct worker *w, struct evhttp_request *req);
+void status_stream_request(struct worker *w, struct evhttp_request *req);
+/* From the worker's tick: sends a status event to this worker's status
+ * streams when a second has passed since the last. */
+void status_tick(struct worker *w, double now);
+
+#endif
