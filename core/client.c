@@ -50,7 +50,8 @@ struct client {
   const char *reason;
   enum client_state state;
   int internal;
-  int dirty; /* on the worker's list of clients to flush after this pass */
+  int dirty;   /* has output queued since its last flush */
+  int in_list; /* on the worker's FIFO of clients to flush */
   struct client *dirty_next;
   char id[24];
 };
@@ -110,11 +111,18 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 
 static void mark_dirty(struct client *c)
 {
-  if (!c->dirty) {
-    c->dirty = 1;
-    c->dirty_next = c->w->dirty;
-    c->w->dirty = c;
-  }
+  struct worker *w = c->w;
+  c->dirty = 1;
+  if (c->in_list)
+    return;
+  c->in_list = 1;
+  c->dirty_next = NULL;
+  if (w->dirty_tail)
+    w->dirty_tail->dirty_next = c;
+  else
+    w->dirty = c;
+  w->dirty_tail = c;
+  worker_schedule_flush(w);
 }
 
 static void enqueue(struct client *c, struct frame *f)
@@ -153,15 +161,25 @@ static void flush(struct client *c)
   want_write(c, left > 0);
 }
 
-void client_flush_dirty(struct worker *w)
+int client_flush_some(struct worker *w, int max)
 {
-  while (w->dirty) {
+  while (w->dirty && max-- > 0) {
     struct client *c = w->dirty;
     w->dirty = c->dirty_next;
-    flush(c);
+    if (!w->dirty)
+      w->dirty_tail = NULL;
+    c->in_list = 0;
+    if (c->dirty)
+      flush(c);
   }
+  return w->dirty != NULL;
 }
 
+void client_flush_one(struct client *c)
+{
+  if (c->dirty)
+    flush(c);
+}
 void client_deliver(struct client *c, const struct message *m)
 {
   if (c->state != CLIENT_OPEN || m->seq <= c->after)
@@ -371,7 +389,9 @@ int client_open(struct worker *w, struct evhttp_request *req, struct client_para
   if (p->resume_id)
     resume(c, p->resume_id);
   if (c->expiry) {
-    double left = p->expires_at - (double)time(NULL);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double left = p->expires_at - ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
     struct timeval tv = {(time_t)(left > 0 ? left : 0), 0};
     tv.tv_usec = left > 0 ? (suseconds_t)((left - (double)tv.tv_sec) * 1e6) : 0;
     evtimer_add(c->expiry, &tv);
@@ -381,8 +401,7 @@ int client_open(struct worker *w, struct evhttp_request *req, struct client_para
     script_view(c, &v);
     script_on_connect(w->script, &v);
   }
-  mark_dirty(c);
-  client_flush_dirty(w);
+  client_flush_one(c); /* headers and replay go out now */
   return 0;
 err:
   if (c) {
@@ -428,19 +447,23 @@ void client_close_after(struct client *c, const char *event, const char *json, c
   c->state = CLIENT_DRAINING;
   c->reason = reason;
   c->want_write = -1; /* re-arm the event with the drain time limit */
-  client_flush_dirty(c->w);
+  client_flush_one(c);
 }
 
 void client_free(struct client *c)
 {
   struct worker *w = c->w;
   struct gateway *gw = w->gw;
-  if (c->dirty) { /* not expected: passes flush before reaping runs */
-    struct client **pp = &w->dirty;
-    while (*pp && *pp != c)
-      pp = &(*pp)->dirty_next;
-    if (*pp)
-      *pp = c->dirty_next;
+  if (c->in_list) { /* a closed client still waiting for its flush turn */
+    struct client *prev = NULL;
+    for (struct client *x = w->dirty; x && x != c; x = x->dirty_next)
+      prev = x;
+    if (prev)
+      prev->dirty_next = c->dirty_next;
+    else
+      w->dirty = c->dirty_next;
+    if (w->dirty_tail == c)
+      w->dirty_tail = prev;
   }
   if (c->prev)
     c->prev->next = c->next;

@@ -30,10 +30,14 @@ struct client_params {
 int client_open(struct worker *w, struct evhttp_request *req, struct client_params *p);
 /* Queues m's frame unless the client already has it (replay seam). */
 void client_deliver(struct client *c, const struct message *m);
-/* Writes what this pass queued for every client it touched, then closes
- * (as `slow`) those whose unwritten queue passes --max-queue. Call after
- * every pass that delivers (fan-out, replay, heartbeat). */
-void client_flush_dirty(struct worker *w);
+/* Writes the queued output of up to max clients from the worker's FIFO of
+ * clients with new output (one writev each), closing as `slow` those whose
+ * unwritten queue then passes --max-queue. Returns whether clients remain.
+ * The worker calls it in slices, so publishes are read between slices and
+ * pile up into bigger writes rather than longer queues. */
+int client_flush_some(struct worker *w, int max);
+/* Flushes c now, out of turn (a new stream's headers and replay). */
+void client_flush_one(struct client *c);
 /* Stops deliveries and queues the client for freeing after the current pass. */
 void client_close(struct client *c, const char *reason);
 /* Sends a frame, then closes once it is written (or after a few seconds). */

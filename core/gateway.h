@@ -56,7 +56,13 @@ struct worker {
   double now;        /* wall clock cached at the start of each pass */
   double status_sent; /* when the status page's stream last got an event */
   struct client *clients;        /* doubly linked list of open streams */
-  struct client *dirty;          /* clients queued to in this pass (client.c) */
+  struct client *dirty, *dirty_tail; /* FIFO of clients with output to write */
+  struct event *flush_ev;            /* writes a slice of that FIFO */
+  int flush_scheduled;
+  /* publish times of messages routed since the FIFO was last empty, for
+   * the publish-to-write histogram */
+  double obs[256];
+  int nobs;
   struct client **reap;          /* streams to free after the current pass */
   size_t nreap, reap_cap;
   struct event *reap_ev, *tick_ev;

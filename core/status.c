@@ -190,7 +190,6 @@ void status_tick(struct worker *w, double now)
   struct message *m = f ? message_new(UINT64_MAX, &target, 1, f) : NULL;
   if (m) {
     hub_route(w->hub, m, deliver, NULL);
-    client_flush_dirty(w);
     message_unref(m);
   } else {
     frame_unref(f);

@@ -61,18 +61,43 @@ void worker_drain(struct worker *w)
   for (size_t i = 0; i < n; i++) {
     hub_route(w->hub, batch[i], deliver_cb, NULL);
     w->last_seq = batch[i]->seq;
-  }
-  client_flush_dirty(w);
-  if (n > 0) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double done = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-    for (size_t i = 0; i < n; i++)
-      observe_write_latency(w, done - batch[i]->published_at);
-  }
-  for (size_t i = 0; i < n; i++)
+    if (w->nobs < (int)(sizeof(w->obs) / sizeof(w->obs[0])))
+      w->obs[w->nobs++] = batch[i]->published_at;
     message_unref(batch[i]);
+  }
   free(batch);
+  /* The writes happen in slices (on_flush), between which the loop reads
+   * and acknowledges more publishes. */
+}
+
+/* Clients flushed per slice: a few milliseconds of writev calls. */
+#define FLUSH_SLICE 256
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+  (void)fd;
+  (void)what;
+  struct worker *w = arg;
+  w->flush_scheduled = 0;
+  if (client_flush_some(w, FLUSH_SLICE)) {
+    worker_schedule_flush(w);
+    return;
+  }
+  /* Everything routed so far is written (or waiting on a full socket). */
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  double done = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+  for (int i = 0; i < w->nobs; i++)
+    observe_write_latency(w, done - w->obs[i]);
+  w->nobs = 0;
+}
+
+void worker_schedule_flush(struct worker *w)
+{
+  if (!w->flush_scheduled) {
+    w->flush_scheduled = 1;
+    event_active(w->flush_ev, EV_TIMEOUT, 0);
+  }
 }
 
 void worker_inbox_push(struct worker *w, struct message *m)
@@ -233,7 +258,6 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
   size_t queued = 0;
   for (struct client *c = w->clients; c; c = client_next(c))
     queued += client_tick(c, now, w->gw->cfg->heartbeat);
-  client_flush_dirty(w);
   status_tick(w, now);
   atomic_store_explicit(&w->stats.bytes_queued, queued, memory_order_relaxed);
 }
@@ -316,6 +340,9 @@ struct worker *worker_new(struct gateway *gw, int index, char *err, size_t errle
   }
   w->wake_ev = event_new(w->base, w->wake_fd, EV_READ | EV_PERSIST, on_wake, w);
   w->reap_ev = event_new(w->base, -1, 0, on_reap, w);
+  w->flush_ev = event_new(w->base, -1, 0, on_flush, w);
+  if (w->flush_ev)
+    event_priority_set(w->flush_ev, WORKER_PRIORITIES - 1);
   /* Fan-out runs after the loop's other ready events: publishes arriving
    * together are all read and acknowledged first, and one pass then writes
    * each client its frames in one writev. */
@@ -325,7 +352,7 @@ struct worker *worker_new(struct gateway *gw, int index, char *err, size_t errle
     event_priority_set(w->reap_ev, WORKER_PRIORITIES - 1);
   w->tick_ev = event_new(w->base, -1, EV_PERSIST, on_tick, w);
   w->http = http_new(w);
-  if (!w->wake_ev || !w->reap_ev || !w->tick_ev || !w->http) {
+  if (!w->wake_ev || !w->reap_ev || !w->tick_ev || !w->flush_ev || !w->http) {
     snprintf(err, errlen, "out of memory");
     goto fail;
   }
@@ -361,6 +388,8 @@ void worker_free(struct worker *w)
     event_free(w->tick_ev);
   if (w->stop_ev)
     event_free(w->stop_ev);
+  if (w->flush_ev)
+    event_free(w->flush_ev);
   for (size_t i = 0; i < w->inbox_n; i++)
     message_unref(w->inbox[i]);
   free(w->inbox);

@@ -25,6 +25,9 @@ void worker_drain(struct worker *w);
 void worker_request_reload(struct worker *w);
 void worker_request_stop(struct worker *w);
 
+/* Makes sure the flush event runs (client.c calls it when output is queued). */
+void worker_schedule_flush(struct worker *w);
+
 /* Queues c to be freed after the current pass (never frees inline). */
 void worker_reap_later(struct worker *w, struct client *c);
 

@@ -1,0 +1,78 @@
+// Type declarations for tinysse.js, the browser client of the tinysse gateway.
+
+/** One message as the gateway published it. */
+export interface TinySSEMessage<T = any> {
+  /** "<epoch>-<seq>": the gateway's start time in ms and a counter. */
+  id: string;
+  /** 0..255, chosen by the publisher. */
+  handler_id: number;
+  /** The published payload, parsed. */
+  data: T;
+  /** The publisher's event name; "message" when it named none. */
+  event: string;
+}
+
+export type TinySSEErrorType = "connect" | "auth" | "parse" | "timeout";
+
+export interface TinySSEError {
+  /**
+   * connect: the stream broke or the gateway is unreachable (the browser retries by itself);
+   * auth: the stream was refused (a non-200 status, usually 401) or tokenProvider failed;
+   * parse: a message that is not a valid envelope (it is skipped);
+   * timeout: no open within connectTimeout (the client reconnects with backoff).
+   */
+  type: TinySSEErrorType;
+  message: string;
+  /** What tokenProvider threw or rejected with (type "auth"). */
+  cause?: unknown;
+  /** The event name and raw text of a message that failed to parse (type "parse"). */
+  event?: string;
+  raw?: string;
+}
+
+/** The data of the gateway's tinysse.reset event, plus the position it carried. */
+export interface TinySSEReset {
+  /** The gateway's current position, now the client's last id. */
+  id: string;
+  type?: "reset";
+  reason?: "too_old" | "unknown" | string;
+  oldest_id?: string | null;
+}
+
+export type TinySSEState = "idle" | "connecting" | "open" | "backoff" | "closed";
+
+/** T: the type of message data the app expects (not checked at run time). */
+export interface TinySSEOptions<T = any> {
+  /** Stream URL, absolute or relative to the page. Default "/events". */
+  endpoint?: string;
+  /** Called at start and after every auth failure; returns a stream token. */
+  tokenProvider: () => string | Promise<string>;
+  /** Each message once, in order, across retries, token rotations and restarts. */
+  onMessage?: (msg: TinySSEMessage<T>) => void;
+  onError?: (err: TinySSEError) => void;
+  /** The gateway could not resume from the last id: refetch your state. */
+  onReset?: (reset: TinySSEReset) => void;
+  /** Every change of connection state. */
+  onState?: (state: TinySSEState) => void;
+  /** Backoff base in ms. Default 1000. */
+  retryInterval?: number;
+  /** Backoff cap in ms. Default 30000. */
+  maxRetryDelay?: number;
+  /** Time allowed from starting to connect until the stream opens, in ms. Default 10000. */
+  connectTimeout?: number;
+  /** Named events to receive besides unnamed ones (EventSource needs the names up front). */
+  events?: string[];
+  /** EventSource withCredentials, for a gateway on another origin (see --cors-origin). */
+  withCredentials?: boolean;
+}
+
+export interface TinySSEConnection {
+  /** Stops everything: the EventSource, timers, and every further callback. */
+  close(): void;
+  readonly state: TinySSEState;
+  /** The last id delivered (or taken from a reset); "" before any. */
+  readonly lastEventId: string;
+}
+
+/** Loads tinysse.wasm from beside tinysse.js and starts connecting. */
+export function connect<T = any>(options: TinySSEOptions<T>): Promise<TinySSEConnection>;
