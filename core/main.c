@@ -64,6 +64,54 @@ static long host_count(void *ud, const char *channel)
   return n;
 }
 
+static int reload_config(const char *key, const char *value, void *arg)
+{
+  char err[256], q[300];
+  if (config_set_from_script(arg, key, value, err, sizeof(err)) != 0) {
+    log_event(LOG_ERROR, "reload_failed", "error=%s", log_quote(q, sizeof(q), err));
+    return -1;
+  }
+  return 0;
+}
+
+#define CHANGED(field) (next->field != cfg->field)
+
+/* Scalars are written by this thread and read by the workers; aligned
+ * words, so a worker sees the old or the new value, never a mix. */
+static void apply_reloaded_config(struct gateway *gw, const struct config *next)
+{
+  struct config *cfg = gw->cfg;
+  char changed[256] = "", restart[256] = "";
+#define NOTE(list, name) snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", *list ? "," : "", name)
+  if (CHANGED(heartbeat)) { NOTE(changed, "heartbeat"); cfg->heartbeat = next->heartbeat; }
+  if (CHANGED(retry_ms)) { NOTE(changed, "retry"); cfg->retry_ms = next->retry_ms; }
+  if (CHANGED(max_queue)) { NOTE(changed, "max_queue"); cfg->max_queue = next->max_queue; }
+  if (CHANGED(max_clients)) { NOTE(changed, "max_clients"); cfg->max_clients = next->max_clients; }
+  if (CHANGED(max_per_peer)) { NOTE(changed, "max_clients_per_peer"); cfg->max_per_peer = next->max_per_peer; }
+  if (CHANGED(access_log)) { NOTE(changed, "access_log"); cfg->access_log = next->access_log; }
+  if (CHANGED(hook_timeout)) { NOTE(changed, "hook_timeout"); cfg->hook_timeout = gw->limits.hook_timeout = next->hook_timeout; }
+  if (CHANGED(script_memory)) {
+    NOTE(changed, "script_memory");
+    cfg->script_memory = next->script_memory;
+    gw->limits.memory_cap = (size_t)next->script_memory;
+  }
+  if (strcmp(next->log_level, cfg->log_level) != 0 && log_parse_level(next->log_level) >= 0) {
+    NOTE(changed, "log_level");
+    cfg->log_level = next->log_level;
+    log_set_level((enum log_level)log_parse_level(next->log_level));
+  }
+  if (CHANGED(buffer)) NOTE(restart, "buffer");
+  if (CHANGED(workers)) NOTE(restart, "workers");
+  if (CHANGED(max_body)) NOTE(restart, "max_body");
+  if (CHANGED(max_header)) NOTE(restart, "max_header");
+  if (CHANGED(request_timeout)) NOTE(restart, "request_timeout");
+  if (strcmp(next->endpoint, cfg->endpoint) != 0) NOTE(restart, "endpoint");
+  if (CHANGED(nlisten) || CHANGED(ncors_origin)) NOTE(restart, "listen/cors_origin");
+#undef NOTE
+  log_event(*restart ? LOG_WARN : LOG_INFO, "config_reloaded", "changed=%s needs_restart=%s",
+            *changed ? changed : "none", *restart ? restart : "none");
+}
+
 static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 {
   (void)sig;
@@ -76,7 +124,17 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
     log_event(LOG_ERROR, "reload_failed", "keeping=old error=%s", log_quote(q, sizeof(q), err));
     return;
   }
+  /* The script's config table: options that can change while running take
+   * effect now; the others are reported as needing a restart. */
+  struct config next = *gw->cfg;
+  next.set_by_script = 0;
+  if (script_config_each(s, reload_config, &next, err, sizeof(err)) != 0) {
+    log_event(LOG_ERROR, "reload_failed", "keeping=old error=%s", log_quote(q, sizeof(q), err));
+    script_free(s);
+    return;
+  }
   script_free(s);
+  apply_reloaded_config(gw, &next);
   for (int i = 0; i < gw->nworkers; i++)
     worker_request_reload(gw->workers[i]);
 }
