@@ -322,7 +322,15 @@ struct worker *worker_new(struct gateway *gw, int index, char *err, size_t errle
     snprintf(err, errlen, "socket: %s", strerror(errno));
     goto fail;
   }
-  w->base = event_base_new();
+  /* At most one low-priority callback (a fan-out slice, a drain) per loop
+   * turn: libevent would otherwise run a re-activated slice again at once,
+   * without going back to the sockets for publishes and acknowledgements. */
+  struct event_config *ec = event_config_new();
+  if (ec)
+    event_config_set_max_dispatch_interval(ec, NULL, 1, WORKER_PRIORITIES - 1);
+  w->base = ec ? event_base_new_with_config(ec) : NULL;
+  if (ec)
+    event_config_free(ec);
   w->hub = hub_new();
   if (w->base)
     event_base_priority_init(w->base, WORKER_PRIORITIES);
