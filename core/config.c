@@ -50,6 +50,10 @@ static const struct option_desc options[] = {
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
 
+/* Strings copied from scripts' config tables (set from one thread). */
+static char *owned[1024];
+static size_t nowned;
+
 void config_defaults(struct config *c)
 {
   memset(c, 0, sizeof(*c));
@@ -61,7 +65,7 @@ void config_defaults(struct config *c)
   c->heartbeat = 15;
   c->retry_ms = 2000;
   c->max_clients = 100000;
-  c->max_per_peer = 1000;
+  c->max_per_peer = 10000;
   c->request_timeout = 10;
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   c->workers = cores > 0 ? cores : 1;
@@ -199,12 +203,27 @@ int config_set_from_script(struct config *c, const char *name, const char *value
   }
   if (c->set_by_cli & (1ULL << (o - options)))
     return 0;
+  if (o->kind != K_STR && o->kind != K_LIST)
+    return set_value(c, o, value, &c->set_by_script, err, errlen);
+  /* Strings outlive the script's state: keep a copy, freed at exit. */
+  if (nowned == sizeof(owned) / sizeof(owned[0])) {
+    snprintf(err, errlen, "config.%s: too many string options set over reloads", name);
+    return -1;
+  }
   char *copy = strdup(value);
   if (!copy || set_value(c, o, copy, &c->set_by_script, err, errlen) != 0) {
     free(copy);
     return -1;
   }
+  owned[nowned++] = copy;
   return 0;
+}
+
+void config_release(void)
+{
+  for (size_t i = 0; i < nowned; i++)
+    free(owned[i]);
+  nowned = 0;
 }
 
 int config_validate(struct config *c, char *err, size_t errlen)

@@ -30,6 +30,8 @@ int config_parse_args(struct config *c, int argc, char **argv, char *err, size_t
  * ignored when the command line set it. 0, or -1 with err. */
 int config_set_from_script(struct config *c, const char *name, const char *value, char *err,
                            size_t errlen);
+/* Frees the strings config_set_from_script copied (at exit). */
+void config_release(void);
 /* Checks cross-option constraints after everything is set. 0/-1. */
 int config_validate(struct config *c, char *err, size_t errlen);
 void config_usage(const char *argv0);

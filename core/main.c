@@ -293,6 +293,7 @@ cleanup:
     worker_free(gw.workers[i]);
   free(gw.workers);
   ring_free(gw.ring);
+  config_release();
   hub_free(gw.presence);
   hub_free(gw.peers);
   return status;
