@@ -282,6 +282,10 @@ int main(int argc, char **argv)
   } else {
     on_stop_signal(0, 0, &gw);
   }
+  /* Shutting down: a second SIGTERM must not kill the process halfway
+   * through its cleanup (freeing the signal events restores the default
+   * action), so the signals stay blocked from here to exit. */
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
   for (int i = 1; i < started; i++)
     pthread_join(gw.workers[i]->thread, NULL);
   event_free(ev_hup);
