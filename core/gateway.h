@@ -26,7 +26,7 @@ struct client;
  * by /metrics from any thread. */
 struct worker_stats {
   atomic_ulong connections, connections_total, deliveries, replayed, resets, slow,
-      expired, auth_rejected, bytes_queued, http_requests, http_errors;
+      expired, auth_rejected, bytes_queued, http_requests;
   /* publish-to-write latency: one observation per message per worker, taken
    * when the fan-out pass that wrote it ends (bounds: metrics.c) */
   atomic_ulong write_latency_buckets[10], write_latency_count;

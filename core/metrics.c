@@ -13,6 +13,19 @@ static void head(struct evbuffer *out, const char *name, const char *type, const
   evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A histogram: cumulative bucket counts for the given upper bounds. */
+static void histogram(struct evbuffer *out, const char *name, const char *help,
+                      const double *bounds, const unsigned long *buckets, int n,
+                      unsigned long count, double sum)
+{
+  head(out, name, "histogram", help);
+  for (int b = 0; b < n; b++)
+    evbuffer_add_printf(out, "%s_bucket{le=\"%g\"} %lu\n", name, bounds[b], buckets[b]);
+  evbuffer_add_printf(out, "%s_bucket{le=\"+Inf\"} %lu\n", name, count);
+  evbuffer_add_printf(out, "%s_sum %.6f\n", name, sum);
+  evbuffer_add_printf(out, "%s_count %lu\n", name, count);
+}
+
 /* A worker_stats field, per worker or summed. */
 static void per_worker(struct evbuffer *out, struct gateway *gw, const char *name,
                        const char *type, const char *help, size_t off)
@@ -24,14 +37,19 @@ static void per_worker(struct evbuffer *out, struct gateway *gw, const char *nam
   }
 }
 
-static void summed(struct evbuffer *out, struct gateway *gw, const char *name, const char *type,
-                   const char *help, size_t off)
+unsigned long metrics_sum(struct gateway *gw, size_t off)
 {
   unsigned long sum = 0;
   for (int i = 0; i < gw->nworkers; i++)
     sum += STAT_GET(*(atomic_ulong *)((char *)&gw->workers[i]->stats + off));
+  return sum;
+}
+
+static void summed(struct evbuffer *out, struct gateway *gw, const char *name, const char *type,
+                   const char *help, size_t off)
+{
   head(out, name, type, help);
-  evbuffer_add_printf(out, "%s %lu\n", name, sum);
+  evbuffer_add_printf(out, "%s %lu\n", name, metrics_sum(gw, off));
 }
 
 #define WS(field) offsetof(struct worker_stats, field)
@@ -61,14 +79,9 @@ void metrics_render(struct gateway *gw, struct evbuffer *out)
     wcount += STAT_GET(st->write_latency_count);
     wsum += atomic_load_explicit(&st->write_latency_sum, memory_order_relaxed);
   }
-  head(out, "tinysse_publish_to_write_seconds", "histogram",
-       "From a message's publish to the end of the fan-out pass that wrote it, per worker.");
-  for (int b = 0; b < 10; b++)
-    evbuffer_add_printf(out, "tinysse_publish_to_write_seconds_bucket{le=\"%g\"} %lu\n",
-                        write_latency_bounds[b], wb[b]);
-  evbuffer_add_printf(out, "tinysse_publish_to_write_seconds_bucket{le=\"+Inf\"} %lu\n", wcount);
-  evbuffer_add_printf(out, "tinysse_publish_to_write_seconds_sum %.6f\n", wsum);
-  evbuffer_add_printf(out, "tinysse_publish_to_write_seconds_count %lu\n", wcount);
+  histogram(out, "tinysse_publish_to_write_seconds",
+            "From a message's publish to the end of the fan-out pass that wrote it, per worker.",
+            write_latency_bounds, wb, 10, wcount, wsum);
 
   ring_lock(gw->ring);
   size_t held = ring_count(gw->ring);
@@ -105,11 +118,6 @@ void metrics_render(struct gateway *gw, struct evbuffer *out)
   for (int h = 0; h < HOOK_COUNT; h++)
     evbuffer_add_printf(out, "tinysse_hook_calls_total{hook=\"%s\"} %lu\n",
                         script_hook_name((enum script_hook)h), calls[h]);
-  head(out, "tinysse_hook_duration_seconds", "histogram", "Time spent in Lua hook calls.");
-  for (int b = 0; b < 8; b++)
-    evbuffer_add_printf(out, "tinysse_hook_duration_seconds_bucket{le=\"%g\"} %lu\n",
-                        script_latency_bounds[b], buckets[b]);
-  evbuffer_add_printf(out, "tinysse_hook_duration_seconds_bucket{le=\"+Inf\"} %lu\n", count);
-  evbuffer_add_printf(out, "tinysse_hook_duration_seconds_sum %.6f\n", sum);
-  evbuffer_add_printf(out, "tinysse_hook_duration_seconds_count %lu\n", count);
+  histogram(out, "tinysse_hook_duration_seconds", "Time spent in Lua hook calls.",
+            script_latency_bounds, buckets, 8, count, sum);
 }

@@ -3,9 +3,13 @@
 #ifndef TINYSSE_METRICS_H
 #define TINYSSE_METRICS_H
 
+#include <stddef.h>
+
 struct gateway;
 struct evbuffer;
 
 void metrics_render(struct gateway *gw, struct evbuffer *out);
+/* A worker_stats field (offsetof) summed over all workers. */
+unsigned long metrics_sum(struct gateway *gw, size_t off);
 
 #endif

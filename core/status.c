@@ -20,6 +20,7 @@
 #include "jsonutil.h"
 #include "log.h"
 #include "message.h"
+#include "metrics.h"
 #include "ring.h"
 #include "sse.h"
 #include "worker.h"
@@ -126,13 +127,6 @@ void status_stream_request(struct worker *w, struct evhttp_request *req)
   req_view_free(&v);
 }
 
-static unsigned long sum(struct gateway *gw, size_t off)
-{
-  unsigned long n = 0;
-  for (int i = 0; i < gw->nworkers; i++)
-    n += STAT_GET(*(atomic_ulong *)((char *)&gw->workers[i]->stats + off));
-  return n;
-}
 
 #define WS(field) offsetof(struct worker_stats, field)
 
@@ -146,12 +140,12 @@ static char *status_json(struct gateway *gw)
     json_object_array_add(per, json_object_new_int64((int64_t)STAT_GET(gw->workers[i]->stats.connections)));
   json_object_object_add(o, "connections_by_worker", per);
   json_object_object_add(o, "published_total", json_object_new_int64((int64_t)atomic_load(&gw->published)));
-  json_object_object_add(o, "deliveries_total", json_object_new_int64((int64_t)sum(gw, WS(deliveries))));
-  json_object_object_add(o, "replayed_total", json_object_new_int64((int64_t)sum(gw, WS(replayed))));
-  json_object_object_add(o, "resets_total", json_object_new_int64((int64_t)sum(gw, WS(resets))));
-  json_object_object_add(o, "slow_total", json_object_new_int64((int64_t)sum(gw, WS(slow))));
-  json_object_object_add(o, "http_requests_total", json_object_new_int64((int64_t)sum(gw, WS(http_requests))));
-  json_object_object_add(o, "bytes_queued", json_object_new_int64((int64_t)sum(gw, WS(bytes_queued))));
+  json_object_object_add(o, "deliveries_total", json_object_new_int64((int64_t)metrics_sum(gw, WS(deliveries))));
+  json_object_object_add(o, "replayed_total", json_object_new_int64((int64_t)metrics_sum(gw, WS(replayed))));
+  json_object_object_add(o, "resets_total", json_object_new_int64((int64_t)metrics_sum(gw, WS(resets))));
+  json_object_object_add(o, "slow_total", json_object_new_int64((int64_t)metrics_sum(gw, WS(slow))));
+  json_object_object_add(o, "http_requests_total", json_object_new_int64((int64_t)metrics_sum(gw, WS(http_requests))));
+  json_object_object_add(o, "bytes_queued", json_object_new_int64((int64_t)metrics_sum(gw, WS(bytes_queued))));
   unsigned long errors = 0;
   for (int i = 0; i < gw->nworkers; i++)
     errors += gw->workers[i]->sstats.errors;
