@@ -23,4 +23,17 @@ struct pub_item {
 size_t broker_publish(struct gateway *gw, const struct pub_item *items, size_t n,
                       char (*ids)[MESSAGE_ID_MAX]);
 
+/* Cluster mode: n messages read from Redis, in stream order, at the given
+ * positions (their ids). Those not past the ring's last position are skipped
+ * (already here). kind is MESSAGE_LIVE, or MESSAGE_BACKLOG for what a node
+ * reads at start (kept for replay, never fanned out). Returns how many were
+ * added. */
+size_t broker_ingest(struct gateway *gw, const struct msgpos *pos, const struct pub_item *items,
+                     size_t n, enum message_kind kind);
+/* Cluster mode: nothing before `floor` can be replayed by this node (at
+ * start: Redis trimmed it; later: the node was cut off longer than Redis
+ * keeps messages). Raises the ring's floor; with reset_clients every worker
+ * sends its clients tinysse.reset (reason "gap"). 0, or -1 out of memory. */
+int broker_set_floor(struct gateway *gw, struct msgpos floor, int reset_clients);
+
 #endif

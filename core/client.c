@@ -44,7 +44,7 @@ struct client {
   char *user_id, *role;
   char **channels;
   size_t nchannels;
-  uint64_t after; /* live messages up to this seq were already replayed */
+  struct msgpos after; /* the resume id: messages up to it are not sent */
   double last_write;
   struct event *expiry;
   const char *reason;
@@ -182,7 +182,7 @@ void client_flush_one(struct client *c)
 }
 void client_deliver(struct client *c, const struct message *m)
 {
-  if (c->state != CLIENT_OPEN || m->seq <= c->after)
+  if (c->state != CLIENT_OPEN || msgpos_cmp(m->pos, c->after) <= 0)
     return;
   STAT_ADD(c->w->stats.deliveries, 1);
   enqueue(c, m->frame);
@@ -208,19 +208,54 @@ static void send_control(struct client *c, const char *id, const char *event, co
   frame_unref(f);
 }
 
+void client_reset(struct client *c, const char *reason)
+{
+  struct worker *w = c->w;
+  struct gateway *gw = w->gw;
+  char json[256], here[MESSAGE_ID_MAX];
+  if (c->state != CLIENT_OPEN)
+    return;
+  ring_lock(gw->ring);
+  struct msgpos oldest, floor = ring_floor(gw->ring);
+  int held = ring_oldest_pos(gw->ring, &oldest);
+  ring_unlock(gw->ring);
+  /* The oldest id a client can resume from without a gap. */
+  if (held && msgpos_cmp(oldest, floor) < 0)
+    oldest = floor;
+  if (held) {
+    char id[MESSAGE_ID_MAX];
+    message_id_format(id, oldest.ms, oldest.seq);
+    snprintf(json, sizeof(json), "{\"type\":\"reset\",\"reason\":\"%s\",\"oldest_id\":\"%s\"}",
+             reason, id);
+  } else {
+    snprintf(json, sizeof(json), "{\"type\":\"reset\",\"reason\":\"%s\",\"oldest_id\":null}",
+             reason);
+  }
+  /* The reset carries the current position as its id, so the browser's
+   * next reconnect resumes from here instead of resetting again. */
+  message_id_format(here, w->last_pos.ms, w->last_pos.seq);
+  STAT_ADD(w->stats.resets, 1);
+  send_control(c, here, "tinysse.reset", json);
+}
+
+/* How far past what this node has read a cluster resume id may be (it may
+ * come from a node a few milliseconds ahead); further is not a real id. */
+#define CLUSTER_AHEAD_MS 30000
+
 /* The seam: the worker's inbox was drained just before, so everything up to
  * w->last_seq has been fanned out here and everything after it will be.
- * Replay (seen, last_seq]; live delivery then continues after last_seq. */
+ * Replay what is positioned after the resume id up to last_seq; live
+ * delivery then skips anything at or before the resume id. */
 static void resume(struct client *c, const char *resume_id)
 {
   struct worker *w = c->w;
   struct gateway *gw = w->gw;
-  uint64_t epoch, seen;
-  char json[256], oldest[MESSAGE_ID_MAX], here[MESSAGE_ID_MAX];
+  struct msgpos seen;
   const char *reason = NULL;
 
   ring_lock(gw->ring);
-  if (message_id_parse(resume_id, &epoch, &seen) != 0 || epoch != gw->epoch) {
+  if (message_id_parse(resume_id, &seen.ms, &seen.seq) != 0 ||
+      (!gw->cluster && seen.ms != gw->epoch)) {
     reason = "unknown";
   } else {
     switch (ring_check_resume(gw->ring, seen)) {
@@ -231,29 +266,22 @@ static void resume(struct client *c, const char *resume_id)
     case RING_RESUME_TOO_OLD:
       reason = "too_old";
       break;
-    case RING_RESUME_UNKNOWN:
-      reason = "unknown";
+    case RING_RESUME_UNKNOWN: {
+      /* In a cluster, an id this node has not read yet may come from a
+       * node slightly ahead: wait for what follows it. */
+      uint64_t last_ms = ring_last_pos(gw->ring).ms, now_ms = (uint64_t)(w->now * 1000);
+      uint64_t horizon = (last_ms > now_ms ? last_ms : now_ms) + CLUSTER_AHEAD_MS;
+      if (gw->cluster && seen.ms <= horizon)
+        c->after = seen;
+      else
+        reason = "unknown";
       break;
     }
+    }
   }
-  uint64_t oldest_seq = ring_oldest_seq(gw->ring);
   ring_unlock(gw->ring);
-  if (!reason)
-    return;
-
-  /* The reset carries the current position as its id, so the browser's
-   * next reconnect resumes from here instead of resetting again. */
-  message_id_format(here, gw->epoch, w->last_seq);
-  if (oldest_seq) {
-    char q[MESSAGE_ID_MAX + 2];
-    message_id_format(oldest, gw->epoch, oldest_seq);
-    snprintf(q, sizeof(q), "\"%s\"", oldest);
-    snprintf(json, sizeof(json), "{\"type\":\"reset\",\"reason\":\"%s\",\"oldest_id\":%s}", reason, q);
-  } else {
-    snprintf(json, sizeof(json), "{\"type\":\"reset\",\"reason\":\"%s\",\"oldest_id\":null}", reason);
-  }
-  STAT_ADD(w->stats.resets, 1);
-  send_control(c, here, "tinysse.reset", json);
+  if (reason)
+    client_reset(c, reason);
 }
 
 static void on_expiry(evutil_socket_t fd, short what, void *arg)

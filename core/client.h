@@ -36,6 +36,9 @@ void client_deliver(struct client *c, const struct message *m);
  * The worker calls it in slices, so publishes are read between slices and
  * pile up into bigger writes rather than longer queues. */
 int client_flush_some(struct worker *w, int max);
+/* Sends tinysse.reset (reason "too_old", "unknown" or "gap"): the client
+ * cannot be given what it missed and should refetch its state. */
+void client_reset(struct client *c, const char *reason);
 /* Flushes c now, out of turn (a new stream's headers and replay). */
 void client_flush_one(struct client *c);
 /* Stops deliveries and queues the client for freeing after the current pass. */

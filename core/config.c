@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "log.h"
 
 enum kind { K_STR, K_LIST, K_LONG, K_DOUBLE, K_FLAG };
@@ -33,7 +34,8 @@ static const struct option_desc options[] = {
     {"cors-origin", K_LIST, F(cors_origin), F(ncors_origin), 0, 0, "allowed browser origin (repeatable, * allowed)"},
     {"max-clients", K_LONG, F(max_clients), 0, 1, 10000000, "stream connections beyond this get 503"},
     {"workers", K_LONG, F(workers), 0, 1, 256, "event-loop threads"},
-    {"redis", K_STR, F(redis), 0, 0, 0, "cluster mode over Redis (not in this release)"},
+    {"redis", K_STR, F(redis), 0, 0, 0, "cluster mode: redis://[:PASSWORD@]HOST[:PORT][/DB]"},
+    {"redis-key", K_STR, F(redis_key), 0, 0, 0, "the Redis stream the cluster shares (default tinysse)"},
     {"max-clients-per-peer", K_LONG, F(max_per_peer), 0, 1, 10000000, "streams one peer address may hold"},
     {"request-timeout", K_DOUBLE, F(request_timeout), 0, 0.1, 3600, "seconds to send a request (and idle time of keep-alive connections)"},
     {"max-queue", K_LONG, F(max_queue), 0, 1024, 1L << 34, "bytes queued per stream before it is closed as slow"},
@@ -75,6 +77,7 @@ void config_defaults(struct config *c)
   c->hook_timeout = 0.25;
   c->script_memory = 64L << 20;
   c->log_level = "info";
+  c->redis_key = "tinysse";
 #ifdef TINYSSE_ASSETS_DIR
   c->assets = TINYSSE_ASSETS_DIR;
 #else
@@ -242,7 +245,12 @@ int config_validate(struct config *c, char *err, size_t errlen)
     return -1;
   }
   if (c->redis) {
-    snprintf(err, errlen, "--redis: cluster mode is not available in this release");
+    struct redis_url u;
+    if (redis_url_parse(c->redis, &u, err, errlen) != 0)
+      return -1;
+  }
+  if (!c->redis_key[0] || strlen(c->redis_key) > 200) {
+    snprintf(err, errlen, "--redis-key: expected a key name of 1 to 200 bytes");
     return -1;
   }
   if (c->nlisten == 0) {

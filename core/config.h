@@ -10,7 +10,7 @@
 struct config {
   const char *listen[CONFIG_MAX_LIST];
   int nlisten;
-  const char *script, *endpoint, *publish_key, *redis, *log_level, *assets;
+  const char *script, *endpoint, *publish_key, *redis, *redis_key, *log_level, *assets;
   const char *cors_origin[CONFIG_MAX_LIST];
   int ncors_origin;
   long buffer, retry_ms, max_clients, workers;

@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "host.h"
+#include "message.h"
 
 struct event_base;
 struct event;
@@ -21,6 +22,8 @@ struct hub;
 struct ring;
 struct message;
 struct client;
+struct cluster;
+struct cluster_link;
 
 /* Counters owned by one worker: written only by it (relaxed stores), summed
  * by /metrics from any thread. */
@@ -52,7 +55,8 @@ struct worker {
   struct event *wake_ev;
   atomic_int reload_pending, stop_pending;
 
-  uint64_t last_seq; /* the last message this worker fanned out */
+  uint64_t last_seq;     /* the last message this worker fanned out */
+  struct msgpos last_pos; /* and its position (its id) */
   double now;        /* wall clock cached at the start of each pass */
   double status_sent; /* when the status page's stream last got an event */
   struct client *clients;        /* doubly linked list of open streams */
@@ -72,12 +76,14 @@ struct worker {
   int nbound;
   int stopping;
   struct event *stop_ev;
+  struct cluster_link *redis; /* cluster mode: this worker's publishing connection */
   pthread_t thread;
 };
 
 struct gateway {
   struct config *cfg;
   struct ring *ring;
+  struct cluster *cluster; /* NULL unless --redis */
   uint64_t epoch; /* start time in ms: the first half of every id */
   struct worker **workers;
   int nworkers;

@@ -20,6 +20,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "cluster.h"
 #include "hub.h"
 #include "jsonutil.h"
 #include "log.h"
@@ -213,10 +214,18 @@ static void handle_healthz(struct worker *w, struct evhttp_request *req)
 {
   struct gateway *gw = w->gw;
   struct json_object *o = json_object_new_object();
-  json_object_object_add(o, "status", json_object_new_string("ok"));
+  /* Cluster mode: "starting" (503) until the node has read the stream once;
+   * "degraded" (200: streams are served, publishes are refused) while a
+   * Redis connection is down. */
+  int ready = cluster_ready(gw), healthy = cluster_healthy(gw);
+  json_object_object_add(o, "status", json_object_new_string(!ready     ? "starting"
+                                                              : !healthy ? "degraded"
+                                                                         : "ok"));
   json_object_object_add(o, "connections", json_object_new_int64(atomic_load(&gw->nclients)));
   json_object_object_add(o, "workers", json_object_new_int(gw->nworkers));
-  reply_json(req, 200, o);
+  if (gw->cluster)
+    json_object_object_add(o, "redis", json_object_new_string(healthy ? "up" : "down"));
+  reply_json(req, ready ? 200 : 503, o);
 }
 
 static void handle_metrics(struct worker *w, struct evhttp_request *req)

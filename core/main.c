@@ -10,6 +10,7 @@
 #include <openssl/rand.h>
 
 #include "broker.h"
+#include "cluster.h"
 #include "config.h"
 #include "gateway.h"
 #include "host.h"
@@ -40,6 +41,17 @@ static void host_log(void *ud, int level, const char *msg, size_t len)
             log_quote(q, sizeof(q), copy));
 }
 
+static void script_published(void *arg, int status, char (*ids)[MESSAGE_ID_MAX], size_t n,
+                             const char *reason)
+{
+  (void)arg;
+  (void)ids;
+  (void)n;
+  char q[400];
+  if (status != 200)
+    log_event(LOG_ERROR, "script_publish_failed", "reason=%s", log_quote(q, sizeof(q), reason));
+}
+
 static int host_publish(void *ud, const char *const *targets, size_t ntargets, const char *json,
                         size_t len, int handler_id, const char *event, char *id_out, size_t id_cap,
                         char *err, size_t errcap)
@@ -47,6 +59,24 @@ static int host_publish(void *ud, const char *const *targets, size_t ntargets, c
   struct gateway *gw = ud;
   char ids[1][MESSAGE_ID_MAX];
   struct pub_item it = {targets, ntargets, handler_id, event, json, len};
+  if (gw->cluster) {
+    /* Redis assigns the id later: the hook gets nil, failures are logged. */
+    struct worker *w = worker_current();
+    for (size_t i = 0; i < ntargets; i++)
+      for (const char *p = targets[i]; *p; p++)
+        if ((unsigned char)*p < 0x20) {
+          snprintf(err, errcap, "a target must not contain control characters");
+          return -1;
+        }
+    if (!w) {
+      snprintf(err, errcap, "not available while the script loads in cluster mode");
+      return -1;
+    }
+    if (cluster_publish(w, &it, 1, script_published, NULL, err, errcap) != 0)
+      return -1;
+    id_out[0] = '\0';
+    return 0;
+  }
   if (broker_publish(gw, &it, 1, ids) != 1) {
     snprintf(err, errcap, "out of memory");
     return -1;
@@ -106,6 +136,10 @@ static void apply_reloaded_config(struct gateway *gw, const struct config *next)
   if (CHANGED(max_header)) NOTE(restart, "max_header");
   if (CHANGED(request_timeout)) NOTE(restart, "request_timeout");
   if (strcmp(next->endpoint, cfg->endpoint) != 0) NOTE(restart, "endpoint");
+  if ((next->redis == NULL) != (cfg->redis == NULL) ||
+      (next->redis && strcmp(next->redis, cfg->redis) != 0) ||
+      strcmp(next->redis_key, cfg->redis_key) != 0)
+    NOTE(restart, "redis");
   if (CHANGED(nlisten) || CHANGED(ncors_origin)) NOTE(restart, "listen/cors_origin");
 #undef NOTE
   log_event(*restart ? LOG_WARN : LOG_INFO, "config_reloaded", "changed=%s needs_restart=%s",
@@ -232,7 +266,12 @@ int main(int argc, char **argv)
     fprintf(stderr, "tinysse: no --publish-key or TINYSSE_PUBLISH_KEY given; the publish key for this run is %s\n",
             gw.publish_key);
   }
-  gw.ring = ring_new((size_t)cfg.buffer);
+  if (cfg.redis && !(gw.cluster = cluster_new(&gw, err, sizeof(err)))) {
+    fprintf(stderr, "tinysse: %s\n", err);
+    return 2;
+  }
+  /* Local ids are "<epoch>-<n>"; a cluster's are Redis's own. */
+  gw.ring = ring_new((size_t)cfg.buffer, (struct msgpos){gw.cluster ? 0 : gw.epoch, 0});
   gw.presence = hub_new();
   gw.peers = hub_new();
   pthread_mutex_init(&gw.presence_lock, NULL);
@@ -276,6 +315,9 @@ int main(int argc, char **argv)
   for (int i = 0; i < cfg.nlisten; i++)
     log_event(LOG_INFO, "listening", "addr=%s endpoint=%s workers=%d script=%s", cfg.listen[i],
               cfg.endpoint, gw.nworkers, log_quote(q, sizeof(q), cfg.script));
+  if (gw.cluster)
+    log_event(LOG_INFO, "cluster_mode", "redis_key=%s buffer=%ld (every node must use the same)",
+              cfg.redis_key, cfg.buffer);
   if (started == gw.nworkers) {
     worker_run(gw.workers[0]);
     status = 0;
@@ -297,6 +339,7 @@ cleanup:
     worker_free(gw.workers[i]);
   free(gw.workers);
   ring_free(gw.ring);
+  cluster_free(gw.cluster);
   config_release();
   hub_free(gw.presence);
   hub_free(gw.peers);

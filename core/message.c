@@ -20,6 +20,8 @@ struct message *message_new(uint64_t seq, const char *const *targets, size_t nta
     return NULL;
   atomic_init(&m->refs, 1);
   m->seq = seq;
+  m->pos = (struct msgpos){0, seq};
+  m->kind = MESSAGE_LIVE;
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   m->published_at = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;

@@ -10,23 +10,47 @@
 
 struct frame;
 
+/* A message's place in the stream, the two numbers of its id "<ms>-<seq>":
+ * the gateway's epoch and a counter alone, or a Redis stream id in cluster
+ * mode. Ordered as the pair. */
+struct msgpos {
+  uint64_t ms, seq;
+};
+static inline int msgpos_cmp(struct msgpos a, struct msgpos b)
+{
+  if (a.ms != b.ms)
+    return a.ms < b.ms ? -1 : 1;
+  return a.seq < b.seq ? -1 : a.seq > b.seq;
+}
+
+enum message_kind {
+  MESSAGE_LIVE,    /* fanned out to matching clients */
+  MESSAGE_BACKLOG, /* read at a cluster node's start: replay only, never live */
+  MESSAGE_GAP,     /* no frame: what came before pos is lost to this node;
+                      every client gets tinysse.reset */
+};
+
 struct message {
   atomic_uint refs;
-  uint64_t seq;
+  uint64_t seq;      /* this process's counter: consecutive, never reused */
+  struct msgpos pos; /* the public id */
+  enum message_kind kind;
   double published_at; /* CLOCK_MONOTONIC seconds, for the latency histogram */
   struct frame *frame;
   uint32_t ntargets;
   const char *targets[]; /* strings stored after the array */
 };
 
-/* Takes the caller's reference to frame. refs starts at 1. NULL on OOM. */
+/* Takes the caller's reference to frame. refs starts at 1, kind is LIVE and
+ * pos is {0, seq}. NULL on OOM. */
 struct message *message_new(uint64_t seq, const char *const *targets, size_t ntargets,
                             struct frame *frame);
 struct message *message_ref(struct message *m);
 void message_unref(struct message *m); /* NULL is fine */
 
 /* Ids are "<epoch>-<seq>" (the shape of Redis stream ids); the epoch is the
- * gateway's start time in ms, so ids from an earlier run are recognised. */
+ * gateway's start time in ms, so ids from an earlier run are recognised. In
+ * cluster mode they are the Redis stream ids themselves. */
 #define MESSAGE_ID_MAX 48
 void message_id_format(char out[MESSAGE_ID_MAX], uint64_t epoch, uint64_t seq);
 /* 0 on success, -1 when s is not "<digits>-<digits>". */

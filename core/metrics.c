@@ -5,6 +5,7 @@
 
 #include <event2/buffer.h>
 
+#include "cluster.h"
 #include "gateway.h"
 #include "ring.h"
 
@@ -120,4 +121,5 @@ void metrics_render(struct gateway *gw, struct evbuffer *out)
                         script_hook_name((enum script_hook)h), calls[h]);
   histogram(out, "tinysse_hook_duration_seconds", "Time spent in Lua hook calls.",
             script_latency_bounds, buckets, 8, count, sum);
+  cluster_metrics(gw, out);
 }

@@ -14,6 +14,7 @@
 #include <json-c/json.h>
 
 #include "broker.h"
+#include "cluster.h"
 #include "http.h"
 #include "jsonutil.h"
 #include "log.h"
@@ -343,6 +344,51 @@ bad:
   return NULL;
 }
 
+static void reply_ids(struct evhttp_request *req, char (*ids)[MESSAGE_ID_MAX], size_t n, int is_array)
+{
+  struct json_object *o = json_object_new_object();
+  if (is_array) {
+    struct json_object *a = json_object_new_array();
+    for (size_t i = 0; i < n; i++)
+      json_object_array_add(a, json_object_new_string(ids[i]));
+    json_object_object_add(o, "ids", a);
+  } else {
+    json_object_object_add(o, "id", json_object_new_string(ids[0]));
+  }
+  reply_json(req, 200, o);
+}
+
+/* An error that says exactly which messages were published anyway (ids
+ * left empty were not). */
+static void reply_partial(struct evhttp_request *req, int status, const char *error,
+                          const char *message, char (*ids)[MESSAGE_ID_MAX], size_t n)
+{
+  struct json_object *o = json_object_new_object(), *a = json_object_new_array();
+  for (size_t i = 0; i < n; i++)
+    if (ids[i][0])
+      json_object_array_add(a, json_object_new_string(ids[i]));
+  json_object_object_add(o, "error", json_object_new_string(error));
+  json_object_object_add(o, "message", json_object_new_string(message));
+  json_object_object_add(o, "ids", a);
+  reply_json(req, status, o);
+}
+
+/* Cluster mode: a publish waiting for Redis. */
+struct pub_reply {
+  struct evhttp_request *req;
+  int is_array;
+};
+
+static void published(void *arg, int status, char (*ids)[MESSAGE_ID_MAX], size_t n, const char *reason)
+{
+  struct pub_reply *r = arg;
+  if (status == 200)
+    reply_ids(r->req, ids, n, r->is_array);
+  else
+    reply_partial(r->req, status, "redis_unavailable", reason, ids, n);
+  free(r);
+}
+
 void publish_request(struct worker *w, struct evhttp_request *req)
 {
   struct gateway *gw = w->gw;
@@ -381,37 +427,38 @@ void publish_request(struct worker *w, struct evhttp_request *req)
   }
 
   size_t n = pub_batch_count(b);
+  int is_array = 0;
+  for (size_t i = 0; i < len; i++) {
+    char c = v.sr.body[i];
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+      continue;
+    is_array = !targets && c == '[';
+    break;
+  }
+  if (gw->cluster) {
+    /* Acknowledged once Redis has it; the answer comes from published(). */
+    struct pub_reply *r = malloc(sizeof(*r));
+    char why[300];
+    if (!r) {
+      reply_error(req, 500, "internal", "out of memory");
+    } else {
+      *r = (struct pub_reply){req, is_array};
+      if (cluster_publish(w, pub_batch_items(b), n, published, r, why, sizeof(why)) != 0) {
+        free(r);
+        reply_error(req, 503, "redis_unavailable", "%s", why);
+      }
+    }
+    pub_batch_free(b);
+    goto done;
+  }
   char (*ids)[MESSAGE_ID_MAX] = calloc(n, sizeof(*ids));
   size_t done = ids ? broker_publish(gw, pub_batch_items(b), n, ids) : 0;
-  if (done < n) {
+  if (done < n)
     /* Only memory exhaustion gets here; say exactly what was published. */
-    struct json_object *o = json_object_new_object(), *a = json_object_new_array();
-    for (size_t i = 0; i < done; i++)
-      json_object_array_add(a, json_object_new_string(ids[i]));
-    json_object_object_add(o, "error", json_object_new_string("internal"));
-    json_object_object_add(o, "message", json_object_new_string("out of memory: only the listed ids were published"));
-    json_object_object_add(o, "ids", a);
-    reply_json(req, 500, o);
-  } else {
-    struct json_object *o = json_object_new_object();
-    int is_array = 0;
-    for (size_t i = 0; i < len; i++) {
-      char c = v.sr.body[i];
-      if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
-        continue;
-      is_array = !targets && c == '[';
-      break;
-    }
-    if (is_array) {
-      struct json_object *a = json_object_new_array();
-      for (size_t i = 0; i < n; i++)
-        json_object_array_add(a, json_object_new_string(ids[i]));
-      json_object_object_add(o, "ids", a);
-    } else {
-      json_object_object_add(o, "id", json_object_new_string(ids[0]));
-    }
-    reply_json(req, 200, o);
-  }
+    reply_partial(req, 500, "internal", "out of memory: only the listed ids were published", ids,
+                  done);
+  else
+    reply_ids(req, ids, n, is_array);
   free(ids);
   pub_batch_free(b);
 done:

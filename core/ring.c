@@ -1,6 +1,5 @@
-/* The replay ring: a circular array of message references ordered by seq. */
+/* The replay ring: a circular array of message references in stream order. */
 #include "ring.h"
-#include "message.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -9,10 +8,11 @@ struct ring {
   pthread_mutex_t lock;
   size_t cap, head, count; /* head: index of the oldest entry */
   uint64_t last_seq;
+  struct msgpos last_pos, floor;
   struct message **slots;
 };
 
-struct ring *ring_new(size_t capacity)
+struct ring *ring_new(size_t capacity, struct msgpos start)
 {
   struct ring *r = calloc(1, sizeof(*r));
   if (!r || capacity == 0)
@@ -21,6 +21,7 @@ struct ring *ring_new(size_t capacity)
   if (!r->slots)
     goto err;
   r->cap = capacity;
+  r->last_pos = r->floor = start;
   pthread_mutex_init(&r->lock, NULL);
   return r;
 err:
@@ -42,44 +43,58 @@ void ring_free(struct ring *r)
 void ring_lock(struct ring *r) { pthread_mutex_lock(&r->lock); }
 void ring_unlock(struct ring *r) { pthread_mutex_unlock(&r->lock); }
 uint64_t ring_last_seq(const struct ring *r) { return r->last_seq; }
+struct msgpos ring_last_pos(const struct ring *r) { return r->last_pos; }
+struct msgpos ring_floor(const struct ring *r) { return r->floor; }
 size_t ring_count(const struct ring *r) { return r->count; }
 
-uint64_t ring_oldest_seq(const struct ring *r)
+int ring_oldest_pos(const struct ring *r, struct msgpos *out)
 {
-  return r->count ? r->slots[r->head]->seq : 0;
+  if (!r->count)
+    return 0;
+  *out = r->slots[r->head]->pos;
+  return 1;
 }
 
 void ring_push(struct ring *r, struct message *m)
 {
   if (r->count == r->cap) {
-    message_unref(r->slots[r->head]);
+    struct message *old = r->slots[r->head];
+    if (msgpos_cmp(old->pos, r->floor) > 0)
+      r->floor = old->pos;
+    message_unref(old);
     r->head = (r->head + 1) % r->cap;
     r->count--;
   }
   r->slots[(r->head + r->count) % r->cap] = message_ref(m);
   r->count++;
   r->last_seq = m->seq;
+  r->last_pos = m->pos;
 }
 
-enum ring_resume ring_check_resume(const struct ring *r, uint64_t seen)
+void ring_raise_floor(struct ring *r, struct msgpos pos)
 {
-  if (seen > r->last_seq)
+  if (msgpos_cmp(pos, r->floor) > 0)
+    r->floor = pos;
+  if (msgpos_cmp(pos, r->last_pos) > 0)
+    r->last_pos = pos;
+}
+
+enum ring_resume ring_check_resume(const struct ring *r, struct msgpos seen)
+{
+  if (msgpos_cmp(seen, r->last_pos) > 0)
     return RING_RESUME_UNKNOWN;
-  if (seen == r->last_seq)
-    return RING_RESUME_OK;
-  /* Something after `seen` was published: it must all still be held. */
-  if (r->count == 0 || ring_oldest_seq(r) > seen + 1)
+  if (msgpos_cmp(seen, r->floor) < 0)
     return RING_RESUME_TOO_OLD;
   return RING_RESUME_OK;
 }
 
-/* Index (0 = oldest) of the first entry with seq > after. */
-static size_t first_after(const struct ring *r, uint64_t after)
+/* Index (0 = oldest) of the first entry positioned after `after`. */
+static size_t first_after(const struct ring *r, struct msgpos after)
 {
   size_t lo = 0, hi = r->count;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
-    if (r->slots[(r->head + mid) % r->cap]->seq <= after)
+    if (msgpos_cmp(r->slots[(r->head + mid) % r->cap]->pos, after) <= 0)
       lo = mid + 1;
     else
       hi = mid;
@@ -87,7 +102,7 @@ static size_t first_after(const struct ring *r, uint64_t after)
   return lo;
 }
 
-void ring_each_range(struct ring *r, uint64_t after, uint64_t upto,
+void ring_each_range(struct ring *r, struct msgpos after, uint64_t upto,
                      void (*fn)(struct message *m, void *arg), void *arg)
 {
   for (size_t i = first_after(r, after); i < r->count; i++) {

@@ -10,6 +10,7 @@
 #include <event2/http.h>
 
 #include "client.h"
+#include "cluster.h"
 #include "http.h"
 #include "jsonutil.h"
 #include "log.h"
@@ -45,6 +46,11 @@ void stream_request(struct worker *w, struct evhttp_request *req)
   if (req_view_init(&v, req, 0) != 0) {
     reply_error(req, 500, "internal", "out of memory");
     return;
+  }
+  if (!cluster_ready(w->gw)) {
+    reply_error(req, 503, "not_ready",
+                "this gateway has not read the cluster's stream from Redis yet; retry shortly");
+    goto done;
   }
   const char *token = http_bearer(req);
   if (!token)

@@ -17,10 +17,12 @@
 #include <event2/listener.h>
 
 #include "client.h"
+#include "cluster.h"
 #include "http.h"
 #include "hub.h"
 #include "log.h"
 #include "message.h"
+#include "ring.h"
 #include "status.h"
 
 /* Events get the middle priority by default; fan-out and reaping the lowest. */
@@ -59,11 +61,21 @@ void worker_drain(struct worker *w)
   event_base_gettimeofday_cached(w->base, &tv);
   w->now = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
   for (size_t i = 0; i < n; i++) {
-    hub_route(w->hub, batch[i], deliver_cb, NULL);
-    w->last_seq = batch[i]->seq;
-    if (w->nobs < (int)(sizeof(w->obs) / sizeof(w->obs[0])))
-      w->obs[w->nobs++] = batch[i]->published_at;
-    message_unref(batch[i]);
+    struct message *m = batch[i];
+    w->last_pos = m->pos;
+    if (m->kind == MESSAGE_GAP) {
+      for (struct client *c = w->clients; c; c = client_next(c))
+        client_reset(c, "gap");
+      message_unref(m);
+      continue;
+    }
+    if (m->kind == MESSAGE_LIVE) {
+      hub_route(w->hub, m, deliver_cb, NULL);
+      if (w->nobs < (int)(sizeof(w->obs) / sizeof(w->obs[0])))
+        w->obs[w->nobs++] = m->published_at;
+    }
+    w->last_seq = m->seq;
+    message_unref(m);
   }
   free(batch);
   /* The writes happen in slices (on_flush), between which the loop reads
@@ -166,6 +178,9 @@ static void finish_stop(evutil_socket_t fd, short what, void *arg)
   for (size_t i = 0; i < w->nreap; i++)
     client_free(w->reap[i]);
   w->nreap = 0;
+  /* Publishes still waiting for Redis are answered (503) before the HTTP
+   * front goes. */
+  cluster_worker_stop(w);
   if (w->http) {
     evhttp_free(w->http); /* also closes idle keep-alive connections */
     w->http = NULL;
@@ -366,14 +381,21 @@ struct worker *worker_new(struct gateway *gw, int index, char *err, size_t errle
   }
   if (bind_listeners(w, err, errlen) != 0)
     goto fail;
+  if (cluster_worker_init(w) != 0) {
+    snprintf(err, errlen, "out of memory");
+    goto fail;
+  }
   double period = gw->cfg->heartbeat / 2;
   if (period > 1)
     period = 1;
   struct timeval tv = {(time_t)period, (suseconds_t)((period - (double)(time_t)period) * 1e6)};
   event_add(w->wake_ev, NULL);
   event_add(w->tick_ev, &tv);
-  /* Each worker starts where the ring is now. */
-  w->last_seq = 0;
+  /* Each worker starts where the ring is now (nothing published yet). */
+  ring_lock(gw->ring);
+  w->last_seq = ring_last_seq(gw->ring);
+  w->last_pos = ring_last_pos(gw->ring);
+  ring_unlock(gw->ring);
   return w;
 fail:
   worker_free(w);
@@ -386,6 +408,7 @@ void worker_free(struct worker *w)
     return;
   for (size_t i = 0; i < w->nreap; i++)
     client_free(w->reap[i]);
+  cluster_worker_stop(w);
   if (w->http)
     evhttp_free(w->http);
   if (w->wake_ev)
@@ -414,7 +437,16 @@ void worker_free(struct worker *w)
   free(w);
 }
 
-void worker_run(struct worker *w) { event_base_dispatch(w->base); }
+static __thread struct worker *current;
+
+struct worker *worker_current(void) { return current; }
+
+void worker_run(struct worker *w)
+{
+  current = w;
+  event_base_dispatch(w->base);
+  current = NULL;
+}
 
 static void *thread_main(void *arg)
 {

@@ -14,6 +14,8 @@ struct worker *worker_new(struct gateway *gw, int index, char *err, size_t errle
 void worker_free(struct worker *w); /* after its loop has stopped */
 int worker_start_thread(struct worker *w); /* runs the loop on a new thread; 0/-1 */
 void worker_run(struct worker *w);         /* runs the loop on this thread */
+/* The worker whose loop runs on this thread; NULL elsewhere. */
+struct worker *worker_current(void);
 
 /* Called by the broker under the ring lock: queues m (takes a reference). */
 void worker_inbox_push(struct worker *w, struct message *m);

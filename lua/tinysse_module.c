@@ -494,7 +494,10 @@ static int l_publish(lua_State *L)
                        sizeof(id), err, sizeof(err)) != 0)
     return luaL_error(L, "tinysse.publish: %s", err[0] ? err : "failed");
   id[sizeof(id) - 1] = '\0';
-  lua_pushstring(L, id);
+  if (id[0])
+    lua_pushstring(L, id);
+  else
+    lua_pushnil(L); /* cluster mode: Redis assigns the id later */
   return 1;
 }
 

@@ -6,7 +6,19 @@
 
 #define REFS(x) atomic_load(&(x)->refs)
 
+/* message_new positions a message at {0, seq}. */
 static struct message *msg(uint64_t seq) { return message_new(seq, NULL, 0, NULL); }
+static struct msgpos P(uint64_t seq) { return (struct msgpos){0, seq}; }
+static struct ring *mkring(size_t cap) { return ring_new(cap, P(0)); }
+static uint64_t oldest_seq(const struct ring *r)
+{
+  struct msgpos p;
+  return ring_oldest_pos(r, &p) ? p.seq : 0;
+}
+static enum ring_resume check_resume(const struct ring *r, uint64_t seen)
+{
+  return ring_check_resume(r, P(seen));
+}
 
 /* Collects the seqs ring_each_range visits. */
 struct seen {
@@ -25,7 +37,7 @@ static void collect(struct message *m, void *arg)
 static struct seen range(struct ring *r, uint64_t after, uint64_t upto)
 {
   struct seen s = {0};
-  ring_each_range(r, after, upto, collect, &s);
+  ring_each_range(r, P(after), upto, collect, &s);
   return s;
 }
 
@@ -44,15 +56,15 @@ static int range_is(struct ring *r, uint64_t after, uint64_t upto, uint64_t firs
 
 static void test_eviction(void)
 {
-  CHECK(ring_new(0) == NULL);
+  CHECK(ring_new(0, P(0)) == NULL);
   ring_free(NULL);
 
-  struct ring *r = ring_new(3);
+  struct ring *r = mkring(3);
   struct message *m[6];
   CHECK(r != NULL);
   CHECK_EQ(ring_count(r), 0);
   CHECK_EQ(ring_last_seq(r), 0);
-  CHECK_EQ(ring_oldest_seq(r), 0);
+  CHECK_EQ(oldest_seq(r), 0);
   for (uint64_t i = 1; i <= 5; i++) {
     m[i] = msg(i);
     ring_lock(r);
@@ -62,7 +74,7 @@ static void test_eviction(void)
     CHECK_EQ(ring_last_seq(r), i);
   }
   CHECK_EQ(ring_count(r), 3);
-  CHECK_EQ(ring_oldest_seq(r), 3);
+  CHECK_EQ(oldest_seq(r), 3);
   CHECK_EQ(REFS(m[1]), 1); /* evicted: the ring let go */
   CHECK_EQ(REFS(m[2]), 1);
   CHECK_EQ(REFS(m[3]), 2);
@@ -74,7 +86,7 @@ static void test_eviction(void)
   }
 
   /* The ring's reference keeps a message alive after its creator drops it. */
-  r = ring_new(2);
+  r = mkring(2);
   struct message *x = msg(1);
   ring_push(r, x);
   message_unref(x);
@@ -89,29 +101,29 @@ static void test_eviction(void)
 
 static void test_resume(void)
 {
-  struct ring *r = ring_new(5);
-  CHECK_EQ(ring_check_resume(r, 0), RING_RESUME_OK); /* nothing published yet */
-  CHECK_EQ(ring_check_resume(r, 1), RING_RESUME_UNKNOWN);
+  struct ring *r = mkring(5);
+  CHECK_EQ(check_resume(r, 0), RING_RESUME_OK); /* nothing published yet */
+  CHECK_EQ(check_resume(r, 1), RING_RESUME_UNKNOWN);
   for (uint64_t i = 1; i <= 8; i++) { /* holds 4..8 */
     struct message *m = msg(i);
     ring_push(r, m);
     message_unref(m);
   }
-  CHECK_EQ(ring_oldest_seq(r), 4);
-  CHECK_EQ(ring_check_resume(r, 8), RING_RESUME_OK);
-  CHECK_EQ(ring_check_resume(r, 7), RING_RESUME_OK);
-  CHECK_EQ(ring_check_resume(r, 4), RING_RESUME_OK);
-  CHECK_EQ(ring_check_resume(r, 3), RING_RESUME_OK); /* 4 is the next one: held */
-  CHECK_EQ(ring_check_resume(r, 2), RING_RESUME_TOO_OLD);
-  CHECK_EQ(ring_check_resume(r, 0), RING_RESUME_TOO_OLD);
-  CHECK_EQ(ring_check_resume(r, 9), RING_RESUME_UNKNOWN);
-  CHECK_EQ(ring_check_resume(r, UINT64_MAX), RING_RESUME_UNKNOWN);
+  CHECK_EQ(oldest_seq(r), 4);
+  CHECK_EQ(check_resume(r, 8), RING_RESUME_OK);
+  CHECK_EQ(check_resume(r, 7), RING_RESUME_OK);
+  CHECK_EQ(check_resume(r, 4), RING_RESUME_OK);
+  CHECK_EQ(check_resume(r, 3), RING_RESUME_OK); /* 4 is the next one: held */
+  CHECK_EQ(check_resume(r, 2), RING_RESUME_TOO_OLD);
+  CHECK_EQ(check_resume(r, 0), RING_RESUME_TOO_OLD);
+  CHECK_EQ(check_resume(r, 9), RING_RESUME_UNKNOWN);
+  CHECK_EQ(check_resume(r, UINT64_MAX), RING_RESUME_UNKNOWN);
   ring_free(r);
 }
 
 static void test_range(void)
 {
-  struct ring *r = ring_new(5);
+  struct ring *r = mkring(5);
   CHECK(range_is(r, 0, UINT64_MAX, 1, 0)); /* empty ring */
   for (uint64_t i = 1; i <= 8; i++) { /* holds 4..8 */
     struct message *m = msg(i);
@@ -133,22 +145,22 @@ static void test_range(void)
   ring_free(r);
 
   /* Capacity 1: always the newest message only. */
-  r = ring_new(1);
+  r = mkring(1);
   for (uint64_t i = 1; i <= 3; i++) {
     struct message *m = msg(i);
     ring_push(r, m);
     CHECK_EQ(REFS(m), 2);
     message_unref(m);
     CHECK_EQ(ring_count(r), 1);
-    CHECK_EQ(ring_oldest_seq(r), i);
+    CHECK_EQ(oldest_seq(r), i);
     CHECK_EQ(ring_last_seq(r), i);
     CHECK(range_is(r, 0, UINT64_MAX, i, i));
     CHECK(range_is(r, i, UINT64_MAX, 1, 0));
     CHECK(range_is(r, 0, i - 1, 1, 0));
-    CHECK_EQ(ring_check_resume(r, i), RING_RESUME_OK);
-    CHECK_EQ(ring_check_resume(r, i - 1), RING_RESUME_OK);
+    CHECK_EQ(check_resume(r, i), RING_RESUME_OK);
+    CHECK_EQ(check_resume(r, i - 1), RING_RESUME_OK);
     if (i >= 2)
-      CHECK_EQ(ring_check_resume(r, i - 2), RING_RESUME_TOO_OLD);
+      CHECK_EQ(check_resume(r, i - 2), RING_RESUME_TOO_OLD);
   }
   ring_free(r);
 }
@@ -161,7 +173,7 @@ static void test_model(void)
     size_t cap = (size_t)rnd_range(1, 50);
     size_t pushes = (size_t)rnd_range(0, 150);
     int gaps = (int)(rnd() % 2);
-    struct ring *r = ring_new(cap);
+    struct ring *r = mkring(cap);
     struct message *all[150];
     uint64_t seq = 0;
     size_t bad = 0;
@@ -175,7 +187,7 @@ static void test_model(void)
     size_t first = pushes - held; /* index of the oldest held message */
     CHECK_EQ(ring_count(r), held);
     CHECK_EQ(ring_last_seq(r), pushes ? all[pushes - 1]->seq : 0);
-    CHECK_EQ(ring_oldest_seq(r), held ? all[first]->seq : 0);
+    CHECK_EQ(oldest_seq(r), held ? all[first]->seq : 0);
     for (size_t i = 0; i < pushes; i++)
       bad += REFS(all[i]) != (i >= first ? 2u : 1u);
 
@@ -193,10 +205,8 @@ static void test_model(void)
         }
       bad += n != got.n;
 
-      /* Resume is OK when every message after `seen` is still held. Seqs
-       * are contiguous in production and the ring relies on it. */
-      if (gaps)
-        continue;
+      /* Resume is OK when every message after `seen` is still held (the
+       * ring's floor is the newest evicted message). */
       uint64_t seen = rnd_range(0, seq + 2);
       enum ring_resume want;
       if (seen > seq)
@@ -207,7 +217,7 @@ static void test_model(void)
           all_held &= all[i]->seq <= seen;
         want = all_held ? RING_RESUME_OK : RING_RESUME_TOO_OLD;
       }
-      bad += ring_check_resume(r, seen) != want;
+      bad += check_resume(r, seen) != want;
     }
     if (bad)
       fprintf(stderr, "round %d: cap %zu pushes %zu gaps %d\n", round, cap, pushes, gaps);
@@ -223,6 +233,52 @@ static void test_model(void)
   }
 }
 
+/* Cluster positions: the millisecond part moves and the counter restarts;
+ * a node cut off too long raises its floor past what it lost. */
+static void test_positions(void)
+{
+  struct ring *r = ring_new(3, (struct msgpos){0, 0});
+  struct msgpos pos[5] = {{100, 0}, {100, 1}, {105, 0}, {107, 3}, {2000, 0}};
+  for (int i = 0; i < 5; i++) {
+    struct message *m = msg((uint64_t)i + 1);
+    m->pos = pos[i];
+    ring_push(r, m);
+    message_unref(m);
+  }
+  /* holds 105-0, 107-3, 2000-0; 100-1 was evicted: the floor */
+  CHECK_EQ(ring_floor(r).ms, 100);
+  CHECK_EQ(ring_floor(r).seq, 1);
+  CHECK_EQ(ring_check_resume(r, (struct msgpos){100, 1}), RING_RESUME_OK);
+  CHECK_EQ(ring_check_resume(r, (struct msgpos){100, 0}), RING_RESUME_TOO_OLD);
+  CHECK_EQ(ring_check_resume(r, (struct msgpos){106, 99}), RING_RESUME_OK);
+  CHECK_EQ(ring_check_resume(r, (struct msgpos){2000, 0}), RING_RESUME_OK);
+  CHECK_EQ(ring_check_resume(r, (struct msgpos){2000, 1}), RING_RESUME_UNKNOWN);
+  struct seen s = {0};
+  ring_each_range(r, (struct msgpos){106, 99}, UINT64_MAX, collect, &s);
+  CHECK_EQ(s.n, 2);
+  CHECK_EQ(s.seq[0], 4);
+  CHECK_EQ(s.seq[1], 5);
+  s.n = 0;
+  ring_each_range(r, (struct msgpos){100, 1}, 4, collect, &s); /* upto is a local seq */
+  CHECK_EQ(s.n, 2);
+  CHECK_EQ(s.seq[0], 3);
+
+  ring_raise_floor(r, (struct msgpos){3000, 5});
+  CHECK_EQ(ring_check_resume(r, (struct msgpos){2000, 0}), RING_RESUME_TOO_OLD);
+  CHECK_EQ(ring_check_resume(r, (struct msgpos){3000, 5}), RING_RESUME_OK);
+  CHECK_EQ(ring_last_pos(r).ms, 3000);
+  ring_raise_floor(r, (struct msgpos){1, 0}); /* never lowers */
+  CHECK_EQ(ring_floor(r).ms, 3000);
+  struct message *m = msg(6);
+  m->pos = (struct msgpos){3000, 6};
+  ring_push(r, m);
+  message_unref(m);
+  CHECK_EQ(ring_check_resume(r, (struct msgpos){3000, 6}), RING_RESUME_OK);
+  CHECK_EQ(ring_floor(r).ms, 3000); /* evicting 105-0 does not lower it */
+  CHECK_EQ(ring_floor(r).seq, 5);
+  ring_free(r);
+}
+
 int main(void)
 {
   check_seed(20240601);
@@ -230,5 +286,6 @@ int main(void)
   test_resume();
   test_range();
   test_model();
+  test_positions();
   return check_done();
 }

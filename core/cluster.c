@@ -1,0 +1,820 @@
+/* Cluster mode over Redis streams: connections, the follower, publishing. */
+#include "cluster.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/adapters/libevent.h>
+#include <json-c/json.h>
+
+#include "broker.h"
+#include "log.h"
+#include "publish.h"
+#include "ring.h"
+#include "sse.h"
+#include "worker.h"
+
+#define LINK_TIMEOUT 5.0     /* seconds to connect, or to get an answer */
+#define BACKOFF_MIN 0.1      /* first reconnect delay; doubles up to ... */
+#define BACKOFF_MAX 5.0
+#define FOLLOW_BLOCK_MS 1000 /* XREAD BLOCK: well inside LINK_TIMEOUT */
+#define FOLLOW_COUNT 1000    /* entries per XREAD */
+
+struct cluster {
+  struct gateway *gw;
+  struct redis_url url;
+  const char *key;
+  char maxlen[24]; /* --buffer + 1: the extra entry tells a node its floor */
+  size_t cap;
+  /* the follower: worker 0's thread only */
+  struct cluster_link *follow;
+  struct msgpos last; /* the newest id read */
+  int synced;
+  /* read from any thread */
+  atomic_int ready, links, links_up;
+  atomic_ulong connects, disconnects, entries_read, bad_entries, gaps, publish_refused,
+      publish_failed;
+};
+
+struct cluster_link {
+  struct cluster *cl;
+  struct worker *w;
+  const char *role; /* "publish" or "follow" */
+  redisAsyncContext *ac; /* NULL while down */
+  int up, stopping;
+  double backoff;
+  struct event *retry_ev, *watch_ev;
+  int outstanding;      /* commands whose answer is awaited */
+  double last_progress; /* when the last answer came (or the wait began) */
+  void (*on_up)(struct cluster_link *l);
+};
+
+static double mono_now(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static struct timeval to_tv(double s)
+{
+  struct timeval tv = {(time_t)s, (suseconds_t)((s - (double)(time_t)s) * 1e6)};
+  return tv;
+}
+
+/* ---- the URL ---- */
+
+int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t errlen)
+{
+  static const char scheme[] = "redis://";
+  memset(out, 0, sizeof(*out));
+  out->port = 6379;
+  if (strncmp(url, scheme, sizeof(scheme) - 1) != 0) {
+    snprintf(err, errlen, "--redis: expected redis://[:PASSWORD@]HOST[:PORT][/DB]");
+    return -1;
+  }
+  const char *p = url + sizeof(scheme) - 1;
+  const char *at = strrchr(p, '@');
+  if (at) {
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    const char *pw = colon ? colon + 1 : p;
+    if ((size_t)(at - pw) >= sizeof(out->password)) {
+      snprintf(err, errlen, "--redis: the password is too long");
+      return -1;
+    }
+    memcpy(out->password, pw, (size_t)(at - pw));
+    p = at + 1;
+  }
+  size_t hl = strcspn(p, ":/");
+  if (hl == 0 || hl >= sizeof(out->host)) {
+    snprintf(err, errlen, "--redis: a host is needed (redis://HOST:PORT)");
+    return -1;
+  }
+  memcpy(out->host, p, hl);
+  p += hl;
+  if (*p == ':') {
+    char *end;
+    errno = 0;
+    long port = strtol(p + 1, &end, 10);
+    if (errno || end == p + 1 || port < 1 || port > 65535 || (*end && *end != '/')) {
+      snprintf(err, errlen, "--redis: the port must be a number from 1 to 65535");
+      return -1;
+    }
+    out->port = (int)port;
+    p = end;
+  }
+  if (*p == '/' && p[1]) {
+    char *end;
+    errno = 0;
+    long db = strtol(p + 1, &end, 10);
+    if (errno || end == p + 1 || *end || db < 0 || db > 100000) {
+      snprintf(err, errlen, "--redis: the database must be a number (redis://HOST:PORT/DB)");
+      return -1;
+    }
+    out->db = (int)db;
+  } else if (*p && strcmp(p, "/") != 0) {
+    snprintf(err, errlen, "--redis: unexpected '%s' after the host", p);
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- connections ---- */
+
+static void link_connect(struct cluster_link *l);
+
+static void link_schedule(struct cluster_link *l)
+{
+  if (l->stopping)
+    return;
+  double d = l->backoff * (0.75 + 0.5 * ((double)random() / (double)RAND_MAX));
+  l->backoff = l->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : l->backoff * 2;
+  struct timeval tv = to_tv(d);
+  evtimer_add(l->retry_ev, &tv);
+}
+
+/* The connection is gone (hiredis frees it, or the caller does). */
+static void link_lost(struct cluster_link *l, const char *why)
+{
+  struct cluster *cl = l->cl;
+  char q[300];
+  l->ac = NULL;
+  l->outstanding = 0;
+  if (l->up) {
+    l->up = 0;
+    atomic_fetch_sub(&cl->links_up, 1);
+    atomic_fetch_add(&cl->disconnects, 1);
+    log_event(LOG_WARN, "redis_down", "role=%s worker=%d reason=%s", l->role, l->w->index,
+              log_quote(q, sizeof(q), why));
+  } else if (!l->stopping) {
+    log_event(LOG_WARN, "redis_connect_failed", "role=%s worker=%d addr=%s:%d reason=%s retry_in=%.1fs",
+              l->role, l->w->index, cl->url.host, cl->url.port, log_quote(q, sizeof(q), why),
+              l->backoff);
+  }
+  link_schedule(l);
+}
+
+/* Closes the connection on purpose; answers still awaited come back empty. */
+static void link_drop(struct cluster_link *l, const char *why)
+{
+  redisAsyncContext *ac = l->ac;
+  if (!ac)
+    return;
+  char copy[256];
+  snprintf(copy, sizeof(copy), "%s", why);
+  link_lost(l, copy);
+  redisAsyncFree(ac);
+}
+
+static void progress(struct cluster_link *l, const redisAsyncContext *ac)
+{
+  if (l->ac == ac) {
+    if (l->outstanding > 0)
+      l->outstanding--;
+    l->last_progress = mono_now();
+  }
+}
+
+static void awaiting(struct cluster_link *l)
+{
+  if (l->outstanding++ == 0)
+    l->last_progress = mono_now();
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+  struct cluster_link *l = ac->data;
+  if (l && l->ac == ac && status != REDIS_OK)
+    link_lost(l, ac->errstr[0] ? ac->errstr : "cannot connect");
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+  struct cluster_link *l = ac->data;
+  if (l && l->ac == ac)
+    link_lost(l, status == REDIS_OK || !ac->errstr[0] ? "connection closed" : ac->errstr);
+}
+
+/* AUTH and SELECT: an error reply ends the attempt. */
+static void on_setup(redisAsyncContext *ac, void *r, void *priv)
+{
+  struct cluster_link *l = priv;
+  redisReply *reply = r;
+  progress(l, ac);
+  if (l->ac == ac && reply && reply->type == REDIS_REPLY_ERROR)
+    link_drop(l, reply->str);
+}
+
+static void on_ready(redisAsyncContext *ac, void *r, void *priv)
+{
+  struct cluster_link *l = priv;
+  redisReply *reply = r;
+  struct cluster *cl = l->cl;
+  progress(l, ac);
+  if (l->ac != ac || !reply)
+    return;
+  if (reply->type == REDIS_REPLY_ERROR) {
+    link_drop(l, reply->str);
+    return;
+  }
+  l->up = 1;
+  l->backoff = BACKOFF_MIN;
+  atomic_fetch_add(&cl->links_up, 1);
+  atomic_fetch_add(&cl->connects, 1);
+  log_event(LOG_INFO, "redis_connected", "role=%s worker=%d addr=%s:%d db=%d", l->role,
+            l->w->index, cl->url.host, cl->url.port, cl->url.db);
+  if (l->on_up)
+    l->on_up(l);
+}
+
+static void link_connect(struct cluster_link *l)
+{
+  struct redis_url *u = &l->cl->url;
+  redisAsyncContext *ac = redisAsyncConnect(u->host, u->port);
+  if (!ac) {
+    link_lost(l, "out of memory");
+    return;
+  }
+  if (ac->err) {
+    char why[256];
+    snprintf(why, sizeof(why), "%s", ac->errstr);
+    redisAsyncFree(ac);
+    link_lost(l, why);
+    return;
+  }
+  ac->data = l;
+  if (redisLibeventAttach(ac, l->w->base) != REDIS_OK) {
+    redisAsyncFree(ac);
+    link_lost(l, "cannot attach to the event loop");
+    return;
+  }
+  redisAsyncSetConnectCallback(ac, on_connect);
+  redisAsyncSetDisconnectCallback(ac, on_disconnect);
+  l->ac = ac;
+  l->outstanding = 0;
+  if (u->password[0]) {
+    awaiting(l);
+    redisAsyncCommand(ac, on_setup, l, "AUTH %s", u->password);
+  }
+  if (u->db) {
+    awaiting(l);
+    redisAsyncCommand(ac, on_setup, l, "SELECT %d", u->db);
+  }
+  awaiting(l);
+  redisAsyncCommand(ac, on_ready, l, "PING");
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+  (void)fd;
+  (void)what;
+  struct cluster_link *l = arg;
+  if (!l->stopping && !l->ac)
+    link_connect(l);
+}
+
+/* hiredis 0.14 has no timeouts: a connection that does not answer within
+ * LINK_TIMEOUT (a paused or unreachable server) is dropped and redialled. */
+static void on_watch(evutil_socket_t fd, short what, void *arg)
+{
+  (void)fd;
+  (void)what;
+  struct cluster_link *l = arg;
+  if (l->ac && (l->outstanding > 0 || !l->up) && mono_now() - l->last_progress > LINK_TIMEOUT)
+    link_drop(l, l->up ? "no answer from Redis within 5 s" : "connect timed out after 5 s");
+}
+
+static struct cluster_link *link_new(struct cluster *cl, struct worker *w, const char *role)
+{
+  struct cluster_link *l = calloc(1, sizeof(*l));
+  if (!l)
+    return NULL;
+  l->cl = cl;
+  l->w = w;
+  l->role = role;
+  l->backoff = BACKOFF_MIN;
+  l->retry_ev = evtimer_new(w->base, on_retry, l);
+  l->watch_ev = event_new(w->base, -1, EV_PERSIST, on_watch, l);
+  if (!l->retry_ev || !l->watch_ev) {
+    if (l->retry_ev)
+      event_free(l->retry_ev);
+    if (l->watch_ev)
+      event_free(l->watch_ev);
+    free(l);
+    return NULL;
+  }
+  struct timeval now = {0, 0}, second = {1, 0};
+  evtimer_add(l->retry_ev, &now); /* connect once the loop runs */
+  event_add(l->watch_ev, &second);
+  atomic_fetch_add(&cl->links, 1);
+  return l;
+}
+
+static void link_free(struct cluster_link *l)
+{
+  if (!l)
+    return;
+  l->stopping = 1;
+  if (l->ac) {
+    redisAsyncContext *ac = l->ac;
+    if (l->up)
+      atomic_fetch_sub(&l->cl->links_up, 1);
+    l->up = 0;
+    l->ac = NULL;
+    redisAsyncFree(ac); /* answers still awaited come back empty */
+  }
+  atomic_fetch_sub(&l->cl->links, 1);
+  event_free(l->retry_ev);
+  event_free(l->watch_ev);
+  free(l);
+}
+
+/* ---- reading the stream ---- */
+
+/* Entries of one reply, oldest first, ready for broker_ingest. */
+struct entries {
+  size_t n;
+  struct msgpos *pos;
+  struct pub_item *items;
+  char **targets_copy;   /* the "t" field, split in place */
+  const char ***targetv; /* pointers into targets_copy */
+};
+
+static void entries_free(struct entries *e)
+{
+  for (size_t i = 0; i < e->n; i++) {
+    free(e->targets_copy[i]);
+    free(e->targetv[i]);
+  }
+  free(e->pos);
+  free(e->items);
+  free(e->targets_copy);
+  free(e->targetv);
+}
+
+static const redisReply *field(const redisReply *fields, const char *name)
+{
+  for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+    const redisReply *k = fields->element[i];
+    if (k->type == REDIS_REPLY_STRING && k->len == strlen(name) && memcmp(k->str, name, k->len) == 0)
+      return fields->element[i + 1]->type == REDIS_REPLY_STRING ? fields->element[i + 1] : NULL;
+  }
+  return NULL;
+}
+
+static int json_ok(const char *s, size_t len)
+{
+  struct json_tokener *tok = json_tokener_new();
+  if (!tok)
+    return 0;
+  struct json_object *o = json_tokener_parse_ex(tok, s, (int)len);
+  int ok = json_tokener_get_error(tok) == json_tokener_success &&
+           json_tokener_get_parse_end(tok) == len;
+  json_object_put(o);
+  json_tokener_free(tok);
+  return ok;
+}
+
+/* One entry [id, [field, value, ...]] into slot k. A message written by
+ * something other than a gateway is refused rather than sent on. */
+static const char *parse_entry(struct entries *e, size_t k, const redisReply *entry)
+{
+  if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 ||
+      entry->element[0]->type != REDIS_REPLY_STRING || entry->element[1]->type != REDIS_REPLY_ARRAY)
+    return "not a stream entry";
+  if (message_id_parse(entry->element[0]->str, &e->pos[k].ms, &e->pos[k].seq) != 0)
+    return "bad id";
+  const redisReply *fields = entry->element[1];
+  const redisReply *d = field(fields, "d"), *t = field(fields, "t"), *h = field(fields, "h"),
+                   *ev = field(fields, "e");
+  struct pub_item *it = &e->items[k];
+  if (!d || !json_ok(d->str, d->len))
+    return "field d (data) is missing or not JSON";
+  it->json = d->str;
+  it->json_len = d->len;
+  if (h) {
+    char *end;
+    long v = strtol(h->str, &end, 10);
+    if (end == h->str || *end || v < 0 || v > 255)
+      return "field h (handler_id) is not 0..255";
+    it->handler_id = (int)v;
+  }
+  if (ev) {
+    if (!sse_event_name_ok(ev->str))
+      return "field e (event) is not an event name";
+    it->event = ev->str;
+  }
+  if (!t || t->len == 0 || !(e->targets_copy[k] = strndup(t->str, t->len)))
+    return "field t (targets) is missing";
+  size_t nt = 1;
+  for (size_t i = 0; i < t->len; i++)
+    nt += t->str[i] == '\n';
+  if (nt > PUBLISH_MAX_TARGETS || !(e->targetv[k] = calloc(nt, sizeof(char *))))
+    return "field t (targets) names too many channels";
+  char *p = e->targets_copy[k];
+  for (size_t i = 0; i < nt; i++) {
+    char *nl = strchr(p, '\n');
+    if (nl)
+      *nl = '\0';
+    size_t len = strlen(p);
+    if (len == 0 || len > PUBLISH_MAX_TARGET_LEN)
+      return "field t (targets) has an empty or too long channel name";
+    for (size_t j = 0; j < len; j++)
+      if ((unsigned char)p[j] < 0x20)
+        return "field t (targets) has a control character";
+    e->targetv[k][i] = p;
+    p = nl ? nl + 1 : p + len;
+  }
+  it->targets = e->targetv[k];
+  it->ntargets = nt;
+  return NULL;
+}
+
+/* list: entries (newest first when reverse). Fills e oldest first, leaving
+ * out entries that are not ours (counted and logged). -1 out of memory. */
+static int parse_entries(struct cluster *cl, const redisReply *list, int reverse, struct entries *e)
+{
+  size_t n = list->elements;
+  memset(e, 0, sizeof(*e));
+  if (n == 0)
+    return 0;
+  e->pos = calloc(n, sizeof(*e->pos));
+  e->items = calloc(n, sizeof(*e->items));
+  e->targets_copy = calloc(n, sizeof(char *));
+  e->targetv = calloc(n, sizeof(char **));
+  if (!e->pos || !e->items || !e->targets_copy || !e->targetv) {
+    entries_free(e);
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const redisReply *entry = list->element[reverse ? n - 1 - i : i];
+    size_t k = e->n;
+    const char *bad = parse_entry(e, k, entry);
+    if (bad) {
+      char q[300];
+      atomic_fetch_add(&cl->bad_entries, 1);
+      log_event(LOG_WARN, "redis_bad_entry", "key=%s id=%s reason=%s", cl->key,
+                entry->type == REDIS_REPLY_ARRAY && entry->elements > 0 &&
+                        entry->element[0]->type == REDIS_REPLY_STRING
+                    ? entry->element[0]->str
+                    : "?",
+                log_quote(q, sizeof(q), bad));
+      free(e->targets_copy[k]);
+      free(e->targetv[k]);
+      e->targets_copy[k] = NULL;
+      e->targetv[k] = NULL;
+      memset(&e->items[k], 0, sizeof(e->items[k]));
+      continue;
+    }
+    e->n++;
+  }
+  return 0;
+}
+
+static void follow_read(struct cluster *cl);
+
+static void ingest(struct cluster *cl, struct entries *e, enum message_kind kind)
+{
+  if (e->n == 0)
+    return;
+  size_t added = broker_ingest(cl->gw, e->pos, e->items, e->n, kind);
+  atomic_fetch_add(&cl->entries_read, e->n);
+  if (msgpos_cmp(e->pos[e->n - 1], cl->last) > 0)
+    cl->last = e->pos[e->n - 1];
+  if (added < e->n)
+    log_event(LOG_DEBUG, "redis_skipped", "entries=%zu (already read)", e->n - added);
+}
+
+/* The answer to XREVRANGE key + - COUNT cap+1, on every (re)connect. */
+static void on_sync(redisAsyncContext *ac, void *r, void *priv)
+{
+  struct cluster_link *l = priv;
+  struct cluster *cl = l->cl;
+  redisReply *reply = r;
+  progress(l, ac);
+  if (l->ac != ac || !reply)
+    return;
+  if (reply->type != REDIS_REPLY_ARRAY) {
+    link_drop(l, reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer to XREVRANGE");
+    return;
+  }
+  /* Redis keeps cap+1 entries: when it holds that many, the oldest one is
+   * this node's floor (not kept, but resuming from it loses nothing). */
+  struct msgpos oldest = {0, 0};
+  int full = reply->elements == cl->cap + 1 && reply->element[cl->cap]->type == REDIS_REPLY_ARRAY &&
+             reply->element[cl->cap]->elements == 2 &&
+             reply->element[cl->cap]->element[0]->type == REDIS_REPLY_STRING &&
+             message_id_parse(reply->element[cl->cap]->element[0]->str, &oldest.ms, &oldest.seq) == 0;
+  struct entries e;
+  if (parse_entries(cl, reply, 1, &e) != 0) {
+    link_drop(l, "out of memory");
+    return;
+  }
+  if (!cl->synced) {
+    /* Start: what Redis holds is the replay backlog, never sent live. */
+    if (full)
+      broker_set_floor(cl->gw, oldest, 0);
+    ingest(cl, &e, MESSAGE_BACKLOG);
+    log_event(LOG_INFO, "redis_synced", "key=%s backlog=%zu", cl->key, e.n);
+  } else if (full && msgpos_cmp(oldest, cl->last) > 0) {
+    /* Cut off longer than Redis keeps messages: some are lost to us. */
+    char a[MESSAGE_ID_MAX], b[MESSAGE_ID_MAX];
+    message_id_format(a, cl->last.ms, cl->last.seq);
+    message_id_format(b, oldest.ms, oldest.seq);
+    atomic_fetch_add(&cl->gaps, 1);
+    log_event(LOG_WARN, "redis_gap", "key=%s last_read=%s oldest_kept=%s clients=reset", cl->key, a, b);
+    broker_set_floor(cl->gw, oldest, 1);
+    ingest(cl, &e, MESSAGE_LIVE);
+  } else {
+    ingest(cl, &e, MESSAGE_LIVE);
+    log_event(LOG_INFO, "redis_caught_up", "key=%s", cl->key);
+  }
+  entries_free(&e);
+  cl->synced = 1;
+  atomic_store(&cl->ready, 1);
+  follow_read(cl);
+}
+
+static void on_read(redisAsyncContext *ac, void *r, void *priv)
+{
+  struct cluster_link *l = priv;
+  struct cluster *cl = l->cl;
+  redisReply *reply = r;
+  progress(l, ac);
+  if (l->ac != ac || !reply)
+    return;
+  if (reply->type == REDIS_REPLY_NIL) { /* BLOCK ran out: nothing new */
+    follow_read(cl);
+    return;
+  }
+  /* [[key, [entry, ...]]] */
+  if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 1 ||
+      reply->element[0]->type != REDIS_REPLY_ARRAY || reply->element[0]->elements != 2 ||
+      reply->element[0]->element[1]->type != REDIS_REPLY_ARRAY) {
+    link_drop(l, reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer to XREAD");
+    return;
+  }
+  struct entries e;
+  if (parse_entries(cl, reply->element[0]->element[1], 0, &e) != 0) {
+    link_drop(l, "out of memory");
+    return;
+  }
+  ingest(cl, &e, MESSAGE_LIVE);
+  /* Entries refused by parse_entries still move the position on. */
+  const redisReply *list = reply->element[0]->element[1];
+  if (list->elements) {
+    const redisReply *lastent = list->element[list->elements - 1];
+    struct msgpos p;
+    if (lastent->type == REDIS_REPLY_ARRAY && lastent->elements == 2 &&
+        lastent->element[0]->type == REDIS_REPLY_STRING &&
+        message_id_parse(lastent->element[0]->str, &p.ms, &p.seq) == 0 && msgpos_cmp(p, cl->last) > 0)
+      cl->last = p;
+  }
+  entries_free(&e);
+  follow_read(cl);
+}
+
+static void follow_read(struct cluster *cl)
+{
+  struct cluster_link *l = cl->follow;
+  char from[MESSAGE_ID_MAX], count[16], block[16];
+  if (!l->ac)
+    return;
+  message_id_format(from, cl->last.ms, cl->last.seq);
+  snprintf(count, sizeof(count), "%d", FOLLOW_COUNT);
+  snprintf(block, sizeof(block), "%d", FOLLOW_BLOCK_MS);
+  const char *argv[] = {"XREAD", "COUNT", count, "BLOCK", block, "STREAMS", cl->key, from};
+  awaiting(l);
+  if (redisAsyncCommandArgv(l->ac, on_read, l, 8, argv, NULL) != REDIS_OK)
+    link_drop(l, "cannot send XREAD");
+}
+
+static void follow_up(struct cluster_link *l)
+{
+  struct cluster *cl = l->cl;
+  char count[24];
+  snprintf(count, sizeof(count), "%zu", cl->cap + 1);
+  const char *argv[] = {"XREVRANGE", cl->key, "+", "-", "COUNT", count};
+  awaiting(l);
+  if (redisAsyncCommandArgv(l->ac, on_sync, l, 6, argv, NULL) != REDIS_OK)
+    link_drop(l, "cannot send XREVRANGE");
+}
+
+/* ---- publishing ---- */
+
+struct pub_ctx {
+  struct cluster_link *l;
+  size_t n;
+  cluster_done_fn done;
+  void *arg;
+};
+
+static void on_published(redisAsyncContext *ac, void *r, void *priv)
+{
+  struct pub_ctx *ctx = priv;
+  struct cluster *cl = ctx->l->cl;
+  redisReply *reply = r;
+  progress(ctx->l, ac);
+  char (*ids)[MESSAGE_ID_MAX] = calloc(ctx->n, sizeof(*ids));
+  const char *error = NULL;
+  char why[300];
+  size_t stored = 0;
+  if (!ids) {
+    error = "out of memory (the messages may have been stored)";
+  } else if (!reply) {
+    error = "the connection to Redis was lost before it answered; the messages may or may not "
+            "have been stored";
+  } else if (reply->type == REDIS_REPLY_ERROR) {
+    snprintf(why, sizeof(why), "Redis refused the message: %s", reply->str);
+    error = why;
+  } else {
+    const redisReply *const *res = ctx->n == 1 ? (const redisReply *const *)&reply
+                                                : (const redisReply *const *)reply->element;
+    if (ctx->n > 1 && (reply->type != REDIS_REPLY_ARRAY || reply->elements != ctx->n)) {
+      error = "unexpected answer from Redis to EXEC; the messages may not have been stored";
+    } else {
+      for (size_t i = 0; i < ctx->n; i++) {
+        if (res[i]->type == REDIS_REPLY_STRING) {
+          snprintf(ids[i], MESSAGE_ID_MAX, "%s", res[i]->str);
+          stored++;
+        } else if (!error) {
+          snprintf(why, sizeof(why), "Redis refused message %zu: %s", i,
+                   res[i]->type == REDIS_REPLY_ERROR ? res[i]->str : "unexpected answer");
+          error = why;
+        }
+      }
+    }
+  }
+  if (error)
+    atomic_fetch_add(&cl->publish_failed, 1);
+  ctx->done(ctx->arg, error ? 503 : 200, ids, ids ? ctx->n : 0, error);
+  free(ids);
+  free(ctx);
+}
+
+int cluster_publish(struct worker *w, const struct pub_item *items, size_t n, cluster_done_fn done,
+                    void *arg, char *err, size_t errlen)
+{
+  struct cluster_link *l = w->redis;
+  struct cluster *cl = w->gw->cluster;
+  if (!l || !l->up || !l->ac) {
+    atomic_fetch_add(&cl->publish_refused, 1);
+    snprintf(err, errlen, "Redis (%s:%d) is unreachable from this gateway; nothing was published",
+             cl->url.host, cl->url.port);
+    return -1;
+  }
+  struct pub_ctx *ctx = calloc(1, sizeof(*ctx));
+  if (!ctx) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  *ctx = (struct pub_ctx){l, n, done, arg};
+  int ok = 1;
+  if (n > 1)
+    ok = redisAsyncCommand(l->ac, NULL, NULL, "MULTI") == REDIS_OK;
+  for (size_t i = 0; ok && i < n; i++) {
+    const struct pub_item *it = &items[i];
+    /* Targets travel as one field, separated by line breaks (channel names
+     * have no control characters). */
+    size_t tl = 0;
+    for (size_t k = 0; k < it->ntargets; k++)
+      tl += strlen(it->targets[k]) + 1;
+    char *t = malloc(tl ? tl : 1), handler[8];
+    if (!t) {
+      ok = 0;
+      break;
+    }
+    size_t o = 0;
+    for (size_t k = 0; k < it->ntargets; k++) {
+      size_t len = strlen(it->targets[k]);
+      memcpy(t + o, it->targets[k], len);
+      o += len;
+      t[o++] = '\n';
+    }
+    snprintf(handler, sizeof(handler), "%d", it->handler_id);
+    const char *argv[13] = {"XADD", cl->key, "MAXLEN", cl->maxlen, "*", "d", it->json, "t", t,
+                            "h", handler, "e", it->event};
+    size_t lens[13];
+    for (int a = 0; a < 13; a++)
+      lens[a] = a == 6 ? it->json_len : a == 8 ? (o ? o - 1 : 0) : argv[a] ? strlen(argv[a]) : 0;
+    int argc = it->event ? 13 : 11;
+    ok = redisAsyncCommandArgv(l->ac, n == 1 ? on_published : NULL, n == 1 ? ctx : NULL, argc, argv,
+                               lens) == REDIS_OK;
+    free(t);
+  }
+  if (ok && n > 1)
+    ok = redisAsyncCommand(l->ac, on_published, ctx, "EXEC") == REDIS_OK;
+  if (!ok) {
+    /* Half a transaction may be queued: dropping the connection discards it. */
+    free(ctx);
+    link_drop(l, "could not queue a command");
+    snprintf(err, errlen, "could not send the messages to Redis; nothing was published");
+    atomic_fetch_add(&cl->publish_refused, 1);
+    return -1;
+  }
+  awaiting(l);
+  return 0;
+}
+
+/* ---- lifecycle ---- */
+
+struct cluster *cluster_new(struct gateway *gw, char *err, size_t errlen)
+{
+  struct cluster *cl = calloc(1, sizeof(*cl));
+  if (!cl) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  if (redis_url_parse(gw->cfg->redis, &cl->url, err, errlen) != 0) {
+    free(cl);
+    return NULL;
+  }
+  cl->gw = gw;
+  cl->key = gw->cfg->redis_key;
+  cl->cap = (size_t)gw->cfg->buffer;
+  snprintf(cl->maxlen, sizeof(cl->maxlen), "%zu", cl->cap + 1);
+  return cl;
+}
+
+void cluster_free(struct cluster *cl) { free(cl); }
+
+int cluster_worker_init(struct worker *w)
+{
+  struct cluster *cl = w->gw->cluster;
+  if (!cl)
+    return 0;
+  if (!(w->redis = link_new(cl, w, "publish")))
+    return -1;
+  if (w->index == 0) {
+    if (!(cl->follow = link_new(cl, w, "follow")))
+      return -1;
+    cl->follow->on_up = follow_up;
+  }
+  return 0;
+}
+
+void cluster_worker_stop(struct worker *w)
+{
+  struct cluster *cl = w->gw->cluster;
+  if (!cl)
+    return;
+  link_free(w->redis);
+  w->redis = NULL;
+  if (w->index == 0) {
+    link_free(cl->follow);
+    cl->follow = NULL;
+  }
+}
+
+int cluster_ready(const struct gateway *gw)
+{
+  return !gw->cluster || atomic_load(&gw->cluster->ready);
+}
+
+int cluster_healthy(const struct gateway *gw)
+{
+  struct cluster *cl = gw->cluster;
+  return !cl || atomic_load(&cl->links_up) == atomic_load(&cl->links);
+}
+
+void cluster_metrics(const struct gateway *gw, struct evbuffer *out)
+{
+  struct cluster *cl = gw->cluster;
+  if (!cl)
+    return;
+  struct {
+    const char *name, *type, *help;
+    unsigned long v;
+  } m[] = {
+      {"tinysse_redis_up", "gauge", "1 when every Redis connection of this node is up.",
+       (unsigned long)cluster_healthy(gw)},
+      {"tinysse_redis_connections_up", "gauge", "Redis connections up (one per worker, plus the follower).",
+       (unsigned long)atomic_load(&cl->links_up)},
+      {"tinysse_redis_connects_total", "counter", "Successful connections to Redis.", atomic_load(&cl->connects)},
+      {"tinysse_redis_disconnects_total", "counter", "Redis connections lost after being up.",
+       atomic_load(&cl->disconnects)},
+      {"tinysse_redis_entries_read_total", "counter", "Stream entries this node read from Redis.",
+       atomic_load(&cl->entries_read)},
+      {"tinysse_redis_bad_entries_total", "counter", "Stream entries skipped: not written by a gateway.",
+       atomic_load(&cl->bad_entries)},
+      {"tinysse_redis_gaps_total", "counter",
+       "Times this node was cut off longer than Redis keeps messages (clients got tinysse.reset).",
+       atomic_load(&cl->gaps)},
+      {"tinysse_redis_publish_refused_total", "counter", "Publishes answered 503 because Redis was unreachable.",
+       atomic_load(&cl->publish_refused)},
+      {"tinysse_redis_publish_failed_total", "counter",
+       "Publishes answered 503 after they were sent (connection lost or Redis refused).",
+       atomic_load(&cl->publish_failed)},
+  };
+  for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %lu\n", m[i].name, m[i].help, m[i].name,
+                        m[i].type, m[i].name, m[i].v);
+}
