@@ -78,7 +78,7 @@ int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t er
   memset(out, 0, sizeof(*out));
   out->port = 6379;
   if (strncmp(url, scheme, sizeof(scheme) - 1) != 0) {
-    snprintf(err, errlen, "--redis: expected redis://[:PASSWORD@]HOST[:PORT][/DB]");
+    snprintf(err, errlen, "--redis: expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]");
     return -1;
   }
   const char *p = url + sizeof(scheme) - 1;
@@ -86,10 +86,13 @@ int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t er
   if (at) {
     const char *colon = memchr(p, ':', (size_t)(at - p));
     const char *pw = colon ? colon + 1 : p;
-    if ((size_t)(at - pw) >= sizeof(out->password)) {
-      snprintf(err, errlen, "--redis: the password is too long");
+    if ((size_t)(at - pw) >= sizeof(out->password) ||
+        (colon && (size_t)(colon - p) >= sizeof(out->user))) {
+      snprintf(err, errlen, "--redis: the user name or password is too long");
       return -1;
     }
+    if (colon)
+      memcpy(out->user, p, (size_t)(colon - p));
     memcpy(out->password, pw, (size_t)(at - pw));
     p = at + 1;
   }
@@ -99,6 +102,12 @@ int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t er
     return -1;
   }
   memcpy(out->host, p, hl);
+  for (size_t i = 0; i < hl; i++)
+    if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z') || (p[i] >= '0' && p[i] <= '9') ||
+          p[i] == '.' || p[i] == '-' || p[i] == '_')) {
+      snprintf(err, errlen, "--redis: unexpected '%c' in the host name", p[i]);
+      return -1;
+    }
   p += hl;
   if (*p == ':') {
     char *end;
@@ -260,7 +269,10 @@ static void link_connect(struct cluster_link *l)
   redisAsyncSetDisconnectCallback(ac, on_disconnect);
   l->ac = ac;
   l->outstanding = 0;
-  if (u->password[0]) {
+  if (u->user[0]) {
+    awaiting(l);
+    redisAsyncCommand(ac, on_setup, l, "AUTH %s %s", u->user, u->password);
+  } else if (u->password[0]) {
     awaiting(l);
     redisAsyncCommand(ac, on_setup, l, "AUTH %s", u->password);
   }

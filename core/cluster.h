@@ -25,9 +25,11 @@ struct cluster_link;
 struct redis_url {
   char host[256];
   int port, db;
+  char user[128];     /* "" for the default user */
   char password[256]; /* "" when none; never logged */
 };
-/* redis://[:PASSWORD@]HOST[:PORT][/DB]. 0, or -1 with a one-line reason. */
+/* redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]. 0, or -1 with a one-line
+ * reason (which never repeats the password). */
 int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t errlen);
 
 /* Process-wide state. NULL with err when the URL or key is unusable. */

@@ -34,7 +34,7 @@ static const struct option_desc options[] = {
     {"cors-origin", K_LIST, F(cors_origin), F(ncors_origin), 0, 0, "allowed browser origin (repeatable, * allowed)"},
     {"max-clients", K_LONG, F(max_clients), 0, 1, 10000000, "stream connections beyond this get 503"},
     {"workers", K_LONG, F(workers), 0, 1, 256, "event-loop threads"},
-    {"redis", K_STR, F(redis), 0, 0, 0, "cluster mode: redis://[:PASSWORD@]HOST[:PORT][/DB]"},
+    {"redis", K_STR, F(redis), 0, 0, 0, "cluster mode: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]"},
     {"redis-key", K_STR, F(redis_key), 0, 0, 0, "the Redis stream the cluster shares (default tinysse)"},
     {"max-clients-per-peer", K_LONG, F(max_per_peer), 0, 1, 10000000, "streams one peer address may hold"},
     {"request-timeout", K_DOUBLE, F(request_timeout), 0, 0.1, 3600, "seconds to send a request (and idle time of keep-alive connections)"},

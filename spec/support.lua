@@ -330,5 +330,48 @@ function Stream:close()
   self.closed = true
 end
 
+-- A private redis-server on a loopback port (cluster specs). opts.dir keeps
+-- its append-only file, so a restart on the same dir and port keeps the data.
+local Redis = {}
+Redis.__index = Redis
+
+function M.start_redis(opts)
+  opts = opts or {}
+  local r = setmetatable({ port = opts.port or M.free_port(), dir = opts.dir or M.tmpdir() }, Redis)
+  local line = string.format("exec redis-server --bind 127.0.0.1 --port %d --dir %s --save '' " ..
+                             "--appendonly yes --appendfsync always --daemonize no " ..
+                             ">>%s/redis.log 2>&1 & echo $!", r.port, shell_quote(r.dir), shell_quote(r.dir))
+  r.pid = tonumber((sh("sh -c " .. shell_quote(line)):gsub("%s+$", "")))
+  assert(r.pid, "could not start redis-server")
+  local deadline = socket.gettime() + 10
+  while socket.gettime() < deadline do
+    if r:cli("PING") == "PONG" then return r end
+    socket.sleep(0.05)
+  end
+  error("redis-server did not start; its log:\n" .. M.read_file(r.dir .. "/redis.log"))
+end
+
+-- Runs one redis-cli command; returns its output without the last newline.
+function Redis:cli(...)
+  local args = {}
+  for _, a in ipairs({ ... }) do args[#args + 1] = shell_quote(a) end
+  return (sh(string.format("redis-cli -p %d %s 2>&1", self.port, table.concat(args, " "))):gsub("\n$", ""))
+end
+
+function Redis:url(userinfo)
+  return "redis://" .. (userinfo and (userinfo .. "@") or "") .. "127.0.0.1:" .. self.port
+end
+
+function Redis:stop()
+  sh("kill -TERM " .. self.pid .. " 2>/dev/null")
+  local deadline = socket.gettime() + 10
+  while socket.gettime() < deadline do
+    if sh("kill -0 " .. self.pid .. " 2>/dev/null && echo yes") == "" then return true end
+    socket.sleep(0.05)
+  end
+  sh("kill -KILL " .. self.pid .. " 2>/dev/null")
+  return false
+end
+
 M.json = cjson
 return M

@@ -1,0 +1,312 @@
+-- Cluster mode: several real gateways on loopback ports sharing one
+-- redis-server that this spec starts (and stops) itself.
+local support = require "spec.support"
+
+local STREAM = "/events?token=u1:admin"
+local WAIT = support.valgrind and 20 or 8 -- seconds to wait for a reconnect
+
+local redis
+local nodes = {}
+local key_n = 0
+
+-- A gateway in cluster mode. opts: buffer, key, url, wait, workers.
+local function node(opts)
+  opts = opts or {}
+  local g = support.start({
+    args = { "--redis", opts.url or redis:url(), "--redis-key", opts.key,
+             "--buffer", tostring(opts.buffer or 100), "--heartbeat", "1" },
+    wait = opts.wait,
+  })
+  nodes[#nodes + 1] = g
+  return g
+end
+
+local function new_key()
+  key_n = key_n + 1
+  return "spec" .. key_n .. "-" .. os.time()
+end
+
+local function publish(g, n, targets)
+  local status, _, body, json = g:publish({ targets = targets or { "all" }, data = { n = n } })
+  return status, json, body
+end
+
+-- Publishes n = from..to on g; returns the ids.
+local function publish_range(g, from, to)
+  local ids = {}
+  for n = from, to do
+    local status, json, body = publish(g, n)
+    assert(status == 200, "publish " .. n .. ": " .. tostring(status) .. " " .. tostring(body))
+    ids[#ids + 1] = json.id
+  end
+  return ids
+end
+
+-- The next `count` data messages (each {n, id, event}); fails on a timeout.
+local function take(s, count, timeout)
+  local got = {}
+  while #got < count do
+    local ev, err = s:message(timeout or WAIT)
+    assert(ev, "expected " .. count .. " messages, got " .. #got .. " (" .. tostring(err) .. ")")
+    got[#got + 1] = { n = ev.json and ev.json.data and ev.json.data.n, id = ev.id, event = ev.event,
+                      json = ev.json }
+  end
+  return got
+end
+
+local function ns(list)
+  local out = {}
+  for i, m in ipairs(list) do out[i] = m.n end
+  return out
+end
+
+local function wait_until(what, fn, timeout)
+  local deadline = os.time() + (timeout or WAIT)
+  repeat
+    if fn() then return true end
+    support.sleep(0.1)
+  until os.time() > deadline
+  error("timed out waiting for " .. what)
+end
+
+local function healthz(g)
+  local status, _, _, json = g:request("GET", "/healthz")
+  return status, json
+end
+
+local function metric(g, name)
+  local _, _, body = g:request("GET", "/metrics")
+  return tonumber((body or ""):match("\n" .. name .. " (%d+)"))
+end
+
+describe("cluster mode", function()
+  setup(function() redis = support.start_redis() end)
+  teardown(function() if redis then redis:stop() end end)
+  after_each(function()
+    for _, g in ipairs(nodes) do
+      if g:alive() then assert.is_true(g:stop()) end
+    end
+    nodes = {}
+  end)
+
+  it("delivers a message published on any node to every node's clients, once, with one id", function()
+    local key = new_key()
+    local a, b, c = node({ key = key }), node({ key = key }), node({ key = key })
+    local sa, sb, sc = a:stream(STREAM), b:stream(STREAM), c:stream(STREAM)
+    local other = c:stream("/events?token=u2:guest")
+    for _, s in ipairs({ sa, sb, sc, other }) do assert.equal(200, s.status) end
+    local ids = publish_range(a, 1, 3)
+    local status, _, _, json = b:publish({ { targets = { "all" }, data = { n = 4 } },
+                                     { targets = { "user:u1" }, data = { n = 5 }, event = "note" } })
+    assert.equal(200, status)
+    ids[4], ids[5] = json.ids[1], json.ids[2]
+    for _, id in ipairs(ids) do assert.truthy(id:match("^%d+%-%d+$")) end
+    for _, s in ipairs({ sa, sb, sc }) do
+      local got = take(s, 5)
+      assert.same({ 1, 2, 3, 4, 5 }, ns(got))
+      for i = 1, 5 do
+        assert.equal(ids[i], got[i].id)
+        assert.equal(ids[i], got[i].json.id)
+      end
+      assert.equal("note", got[5].event)
+      assert.equal(0, #s:drain(0.3)) -- nothing twice
+    end
+    -- u2 is not user:u1: only the four messages for "all"
+    assert.same({ 1, 2, 3, 4 }, ns(take(other, 4)))
+    assert.equal(0, #other:drain(0.3))
+    -- each node read each message once from Redis
+    for _, g in ipairs({ a, b, c }) do assert.equal(5, metric(g, "tinysse_redis_entries_read_total")) end
+    assert.equal("5", redis:cli("XLEN", key))
+  end)
+
+  it("resumes on another node after the first is killed, nothing lost or doubled", function()
+    local key = new_key()
+    local a, b, c = node({ key = key }), node({ key = key }), node({ key = key })
+    local s = a:stream(STREAM)
+    local ids = publish_range(b, 1, 3)
+    local got = take(s, 3)
+    assert.same({ 1, 2, 3 }, ns(got))
+    a:kill()
+    s:close()
+    publish_range(b, 4, 6)
+    local r = c:stream(STREAM, { ["Last-Event-ID"] = ids[3] })
+    assert.equal(200, r.status)
+    assert.same({ 4, 5, 6 }, ns(take(r, 3)))
+    publish_range(b, 7, 7)
+    assert.same({ 7 }, ns(take(r, 1)))
+    assert.equal(0, #r:drain(0.3))
+  end)
+
+  it("answers tinysse.reset when the resume id fell out of the retained window", function()
+    local key = new_key()
+    local a, b = node({ key = key, buffer = 3 }), node({ key = key, buffer = 3 })
+    local ids = publish_range(a, 1, 10)
+    -- Redis keeps buffer + 1 entries: the extra one marks where replay starts
+    wait_until("the stream to be trimmed", function() return redis:cli("XLEN", key) == "4" end)
+    wait_until("b to read everything", function()
+      return metric(b, "tinysse_redis_entries_read_total") == 10
+    end)
+    local s = b:stream(STREAM, { ["Last-Event-ID"] = ids[2] })
+    local ev = s:message(WAIT)
+    assert.equal("tinysse.reset", ev.event)
+    assert.equal("too_old", ev.json.reason)
+    assert.equal(ids[8], ev.json.oldest_id)
+    assert.equal(ids[10], ev.id) -- resuming from the reset's id continues from here
+    -- the newest id Redis trimmed past (7) is still a valid place to resume
+    local ok = a:stream(STREAM, { ["Last-Event-ID"] = ids[7] })
+    assert.same({ 8, 9, 10 }, ns(take(ok, 3)))
+    -- an id from the future is not waited for
+    local bogus = a:stream(STREAM, { ["Last-Event-ID"] = "99999999999999-0" })
+    assert.equal("unknown", bogus:message(WAIT).json.reason)
+  end)
+
+  it("keeps streams open while Redis is down, refuses publishes with 503, and catches up", function()
+    local rdir = support.tmpdir()
+    local r2 = support.start_redis({ dir = rdir })
+    local key = new_key()
+    local a = node({ key = key, url = r2:url() })
+    local b = node({ key = key, url = r2:url() })
+    local s = b:stream(STREAM)
+    publish_range(a, 1, 2)
+    assert.same({ 1, 2 }, ns(take(s, 2)))
+    local port = r2.port
+    r2:stop()
+    wait_until("a to see Redis down", function()
+      local _, j = healthz(a)
+      return j and j.status == "degraded" and j.redis == "down"
+    end)
+    local status, json = publish(a, 3)
+    assert.equal(503, status)
+    assert.equal("redis_unavailable", json.error)
+    assert.truthy(json.message:find("nothing was published", 1, true))
+    local hs = healthz(b)
+    assert.equal(200, hs) -- streams are still served
+    -- the stream stays open (heartbeats keep coming) and gets nothing
+    local ev, err = s:next(1.5)
+    assert.truthy(ev, err)
+    assert.is_nil(ev.text)
+    -- Redis comes back with its data; both nodes reconnect by themselves
+    r2 = support.start_redis({ dir = rdir, port = port })
+    wait_until("both nodes to reconnect", function()
+      local _, ja = healthz(a)
+      local _, jb = healthz(b)
+      return ja and ja.status == "ok" and jb and jb.status == "ok"
+    end)
+    publish_range(a, 4, 4)
+    assert.same({ 4 }, ns(take(s, 1)))
+    assert.equal(0, #s:drain(0.3))
+    assert.is_true(metric(a, "tinysse_redis_publish_refused_total") >= 1)
+    assert.is_true(metric(b, "tinysse_redis_disconnects_total") >= 1)
+    assert.truthy(b:logtext():find("event=redis_down", 1, true))
+    assert.truthy(b:logtext():find("event=redis_connected", 1, true))
+    for _, g in ipairs({ a, b }) do assert.is_true(g:stop()) end
+    nodes = {}
+    r2:stop()
+  end)
+
+  it("a node cut off from Redis catches up: its clients miss nothing that Redis kept", function()
+    local key = new_key()
+    -- b connects as its own Redis user so the spec can cut b alone off
+    assert.equal("OK", redis:cli("ACL", "SETUSER", "nodeb", "on", ">pw-b", "~*", "+@all"))
+    local a = node({ key = key })
+    local b = node({ key = key, url = redis:url("nodeb:pw-b") })
+    local s = b:stream(STREAM)
+    publish_range(a, 1, 1)
+    assert.same({ 1 }, ns(take(s, 1)))
+    assert.equal("OK", redis:cli("ACL", "SETUSER", "nodeb", "off"))
+    redis:cli("CLIENT", "KILL", "USER", "nodeb")
+    wait_until("b to notice", function()
+      local _, j = healthz(b)
+      return j and j.status == "degraded"
+    end)
+    publish_range(a, 2, 4) -- b cannot read these now
+    assert.same({}, ns(s:drain(0.5)))
+    assert.equal("OK", redis:cli("ACL", "SETUSER", "nodeb", "on"))
+    assert.same({ 2, 3, 4 }, ns(take(s, 3)))
+    publish_range(a, 5, 5)
+    assert.same({ 5 }, ns(take(s, 1)))
+    assert.equal(0, #s:drain(0.3))
+    assert.is_nil(b:logtext():find("pw-b", 1, true)) -- the password never reaches the log
+  end)
+
+  it("resets a cut-off node's clients when Redis trimmed what they missed", function()
+    local key = new_key()
+    assert.equal("OK", redis:cli("ACL", "SETUSER", "nodec", "on", ">pw-c", "~*", "+@all"))
+    local a = node({ key = key, buffer = 3 })
+    local b = node({ key = key, buffer = 3, url = redis:url("nodec:pw-c") })
+    local s = b:stream(STREAM)
+    publish_range(a, 1, 1)
+    assert.same({ 1 }, ns(take(s, 1)))
+    assert.equal("OK", redis:cli("ACL", "SETUSER", "nodec", "off"))
+    redis:cli("CLIENT", "KILL", "USER", "nodec")
+    wait_until("b to notice", function()
+      local _, j = healthz(b)
+      return j and j.status == "degraded"
+    end)
+    local ids = publish_range(a, 2, 10) -- Redis keeps 7..10; 2..6 are gone
+    assert.equal("OK", redis:cli("ACL", "SETUSER", "nodec", "on"))
+    local ev = s:message(WAIT)
+    assert.equal("tinysse.reset", ev.event)
+    assert.equal("gap", ev.json.reason)
+    assert.equal(ids[6], ev.id) -- 7, the oldest kept: replay starts after it
+    assert.same({ 8, 9, 10 }, ns(take(s, 3)))
+    assert.equal(1, metric(b, "tinysse_redis_gaps_total"))
+  end)
+
+  it("a node started late serves resumes from what Redis kept, and new clients from now on", function()
+    local key = new_key()
+    local a = node({ key = key })
+    local ids = publish_range(a, 1, 5)
+    local late = node({ key = key })
+    local r = late:stream(STREAM, { ["Last-Event-ID"] = ids[2] })
+    assert.same({ 3, 4, 5 }, ns(take(r, 3)))
+    local fresh = late:stream(STREAM)
+    assert.equal(0, #fresh:drain(0.3)) -- the backlog is for replay only
+    publish_range(a, 6, 6)
+    assert.same({ 6 }, ns(take(r, 1)))
+    assert.same({ 6 }, ns(take(fresh, 1)))
+  end)
+
+  it("does not serve streams before it has read the stream once; Lua hooks publish through Redis", function()
+    local port = support.free_port()
+    local g = support.start({
+      args = { "--redis", "redis://127.0.0.1:" .. port, "--redis-key", new_key() },
+      script = support.root .. "/spec/e2e/scripts/presence.lua",
+      wait = false,
+    })
+    nodes[#nodes + 1] = g
+    wait_until("the gateway to answer", function() return healthz(g) ~= nil end)
+    local status, json = healthz(g)
+    assert.equal(503, status)
+    assert.equal("starting", json.status)
+    local s = g:stream("/events?token=w:watcher&watch=1")
+    assert.equal(503, s.status)
+    assert.equal("not_ready", s.json.error)
+    local r = support.start_redis({ port = port })
+    assert.truthy(g:wait_ready(WAIT))
+    -- ready (it has read the stream); its publishing connection may come a
+    -- little later, on its own backoff
+    wait_until("every Redis connection to be up", function()
+      local _, j = healthz(g)
+      return j and j.status == "ok"
+    end)
+    local watcher = g:stream("/events?token=w:watcher&watch=1")
+    assert.equal(200, watcher.status)
+    local joined = g:stream("/events?token=u7:member")
+    local ev = watcher:message(WAIT) -- published by on_connect via tinysse.publish
+    assert.equal("presence.joined", ev.event)
+    assert.equal("u7", ev.json.data.joined)
+    assert.truthy(ev.id:match("^%d+%-%d+$"))
+    joined:close()
+    assert.is_true(g:stop())
+    nodes = {}
+    r:stop()
+  end)
+
+  it("refuses a bad --redis URL at start with a clear message", function()
+    local out = support.sh(support.bin .. " --redis http://x --check --script " ..
+                           support.root .. "/spec/e2e/scripts/test.lua 2>&1; echo rc=$?")
+    assert.truthy(out:find("--redis: expected redis://", 1, true), out)
+    assert.truthy(out:find("rc=1", 1, true), out)
+  end)
+end)
