@@ -7,7 +7,7 @@
  * the connect rate: streams whose response headers arrived, per second.
  * Phase 2 publishes --messages payloads of about --payload bytes to one
  * channel that every client joined, over --publishers keep-alive
- * connections (back to back, or sharing --rate publishes/s). Each payload
+ * connections (to --pub-port when given: another node of a cluster) (back to back, or sharing --rate publishes/s). Each payload
  * is {"t":<CLOCK_MONOTONIC us at send>,"pad":"xx.."}; every received data
  * line is parsed for "t" and its latency goes into a log-linear histogram.
  * It stops when every expected delivery arrived, after --quiet seconds
@@ -52,7 +52,7 @@ enum { T_TINYSSE, T_NCHAN };
 /* ---- options ---- */
 static int target = T_TINYSSE;
 static const char *host = "127.0.0.1";
-static int port = 8080;
+static int port = 8080, pub_port; /* pub_port 0: the same as port */
 static int nclients = 1000, nmessages = 100, payload = 64, npublishers = 1, kchannels = 1;
 static int nsources = 1, window = 512, sync_mode;
 static double rate, timeout_s = 120, quiet_s = 3, connect_timeout_s = 60;
@@ -538,7 +538,7 @@ static int pub_connect(struct pub *p)
   if (p->fd < 0)
     return -1;
   dst.sin_family = AF_INET;
-  dst.sin_port = htons((uint16_t)port);
+  dst.sin_port = htons((uint16_t)(pub_port ? pub_port : port));
   inet_pton(AF_INET, host, &dst.sin_addr);
   if (connect(p->fd, (struct sockaddr *)&dst, sizeof(dst)) != 0) {
     fprintf(stderr, "loadgen: publisher connect: %s\n", strerror(errno));
@@ -586,12 +586,12 @@ static void pub_send(struct pub *p)
     hl = snprintf(head, sizeof(head),
                   "POST /publish?targets=%s HTTP/1.1\r\nHost: %s:%d\r\nAuthorization: Bearer %s\r\n"
                   "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                  channel, host, port, key, clen);
+                  channel, host, pub_port ? pub_port : port, key, clen);
   else
     hl = snprintf(head, sizeof(head),
                   "POST /pub/%s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
                   "Content-Length: %zu\r\n\r\n",
-                  channel, host, port, clen);
+                  channel, host, pub_port ? pub_port : port, clen);
   p->outlen = (size_t)hl + clen;
   p->out = realloc(p->out, p->outlen);
   memcpy(p->out, head, (size_t)hl);
@@ -844,7 +844,7 @@ static void finish(const char *why)
 static void usage(const char *argv0)
 {
   fprintf(stderr,
-          "usage: %s [--target tinysse|nchan] [--host 127.0.0.1] [--port 8080]\n"
+          "usage: %s [--target tinysse|nchan] [--host 127.0.0.1] [--port 8080] [--pub-port P]\n"
           "  [--clients N] [--messages M] [--payload BYTES] [--rate R (0 = back to back)]\n"
           "  [--publishers P] [--channels-per-client K] [--channel c0] [--sources S]\n"
           "  [--window W (connects in flight)] [--key KEY] [--token-prefix b]\n"
@@ -862,7 +862,8 @@ int main(int argc, char **argv)
       {"sources", 1, 0, 's'},     {"key", 1, 0, 'K'},        {"token-prefix", 1, 0, 't'},
       {"jwt-secret", 1, 0, 'j'},  {"timeout", 1, 0, 'o'},    {"quiet", 1, 0, 'q'},
       {"window", 1, 0, 'w'},      {"sync", 0, 0, 'S'},       {"channel", 1, 0, 'C'},
-      {"connect-timeout", 1, 0, 'x'}, {"help", 0, 0, 'H'}, {0, 0, 0, 0}};
+      {"connect-timeout", 1, 0, 'x'}, {"help", 0, 0, 'H'}, {"pub-port", 1, 0, 'u'},
+      {0, 0, 0, 0}};
   int o;
   while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     switch (o) {
@@ -876,6 +877,7 @@ int main(int argc, char **argv)
       break;
     case 'h': host = optarg; break;
     case 'p': port = atoi(optarg); break;
+    case 'u': pub_port = atoi(optarg); break;
     case 'c': nclients = atoi(optarg); break;
     case 'm': nmessages = atoi(optarg); break;
     case 'b': payload = atoi(optarg); break;

@@ -32,7 +32,7 @@ struct cluster {
   struct gateway *gw;
   struct redis_url url;
   const char *key;
-  char maxlen[24]; /* --buffer + 1: the extra entry tells a node its floor */
+  char maxlen[24]; /* --buffer: Redis keeps as many messages as each node */
   size_t cap;
   /* the follower: worker 0's thread only */
   struct cluster_link *follow;
@@ -351,7 +351,7 @@ static void link_free(struct cluster_link *l)
 
 /* ---- reading the stream ---- */
 
-/* Entries of one reply, oldest first, ready for broker_ingest. */
+/* Entries of one reply waiting for broker_ingest, oldest first. */
 struct entries {
   size_t n;
   struct msgpos *pos;
@@ -360,16 +360,15 @@ struct entries {
   const char ***targetv; /* pointers into targets_copy */
 };
 
-static void entries_free(struct entries *e)
+static void entries_clear(struct entries *e)
 {
   for (size_t i = 0; i < e->n; i++) {
     free(e->targets_copy[i]);
     free(e->targetv[i]);
+    e->targets_copy[i] = NULL;
+    e->targetv[i] = NULL;
   }
-  free(e->pos);
-  free(e->items);
-  free(e->targets_copy);
-  free(e->targetv);
+  e->n = 0;
 }
 
 static const redisReply *field(const redisReply *fields, const char *name)
@@ -395,19 +394,30 @@ static int json_ok(const char *s, size_t len)
   return ok;
 }
 
-/* One entry [id, [field, value, ...]] into slot k. A message written by
- * something other than a gateway is refused rather than sent on. */
-static const char *parse_entry(struct entries *e, size_t k, const redisReply *entry)
+/* The id of entry [id, [field, value, ...]], and its "p" field: the id of
+ * the entry before it in the stream when it was added (see PUBLISH_SCRIPT).
+ * Returns the fields, or NULL when this is not a stream entry. */
+static const redisReply *entry_ids(const redisReply *entry, struct msgpos *id, int *has_prev,
+                                   struct msgpos *prev)
 {
   if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 ||
-      entry->element[0]->type != REDIS_REPLY_STRING || entry->element[1]->type != REDIS_REPLY_ARRAY)
-    return "not a stream entry";
-  if (message_id_parse(entry->element[0]->str, &e->pos[k].ms, &e->pos[k].seq) != 0)
-    return "bad id";
-  const redisReply *fields = entry->element[1];
+      entry->element[0]->type != REDIS_REPLY_STRING || entry->element[1]->type != REDIS_REPLY_ARRAY ||
+      message_id_parse(entry->element[0]->str, &id->ms, &id->seq) != 0)
+    return NULL;
+  const redisReply *p = field(entry->element[1], "p");
+  *has_prev = p && message_id_parse(p->str, &prev->ms, &prev->seq) == 0;
+  return entry->element[1];
+}
+
+/* Fills slot e->n from an entry's fields; NULL, or why it is refused (a
+ * message written by something other than a gateway is never sent on). */
+static const char *parse_fields(struct entries *e, const redisReply *fields)
+{
+  size_t k = e->n;
   const redisReply *d = field(fields, "d"), *t = field(fields, "t"), *h = field(fields, "h"),
                    *ev = field(fields, "e");
   struct pub_item *it = &e->items[k];
+  memset(it, 0, sizeof(*it));
   if (!d || !json_ok(d->str, d->len))
     return "field d (data) is missing or not JSON";
   it->json = d->str;
@@ -450,63 +460,80 @@ static const char *parse_entry(struct entries *e, size_t k, const redisReply *en
   return NULL;
 }
 
-/* list: entries (newest first when reverse). Fills e oldest first, leaving
- * out entries that are not ours (counted and logged). -1 out of memory. */
-static int parse_entries(struct cluster *cl, const redisReply *list, int reverse, struct entries *e)
+static void flush_entries(struct cluster *cl, struct entries *e, enum message_kind kind)
+{
+  if (e->n)
+    broker_ingest(cl->gw, e->pos, e->items, e->n, kind);
+  entries_clear(e);
+}
+
+/* Consumes a list of stream entries (newest first when reverse) as
+ * messages of the given kind. Every entry names the one before it, so a
+ * break in the chain says exactly when this node missed entries (it fell
+ * behind or was cut off longer than Redis keeps them, or the stream was
+ * recreated): nothing before the break can be replayed here, and (live)
+ * every client gets tinysse.reset. -1 out of memory. */
+static int consume(struct cluster *cl, const redisReply *list, int reverse, enum message_kind kind)
 {
   size_t n = list->elements;
-  memset(e, 0, sizeof(*e));
+  struct entries e = {0};
   if (n == 0)
     return 0;
-  e->pos = calloc(n, sizeof(*e->pos));
-  e->items = calloc(n, sizeof(*e->items));
-  e->targets_copy = calloc(n, sizeof(char *));
-  e->targetv = calloc(n, sizeof(char **));
-  if (!e->pos || !e->items || !e->targets_copy || !e->targetv) {
-    entries_free(e);
-    return -1;
-  }
-  for (size_t i = 0; i < n; i++) {
+  e.pos = calloc(n, sizeof(*e.pos));
+  e.items = calloc(n, sizeof(*e.items));
+  e.targets_copy = calloc(n, sizeof(char *));
+  e.targetv = calloc(n, sizeof(char **));
+  int rc = e.pos && e.items && e.targets_copy && e.targetv ? 0 : -1;
+  for (size_t i = 0; rc == 0 && i < n; i++) {
     const redisReply *entry = list->element[reverse ? n - 1 - i : i];
-    size_t k = e->n;
-    const char *bad = parse_entry(e, k, entry);
+    struct msgpos id, prev;
+    int has_prev;
+    const redisReply *fields = entry_ids(entry, &id, &has_prev, &prev);
+    const char *bad = fields ? NULL : "not a stream entry";
+    if (fields && msgpos_cmp(id, cl->last) <= 0)
+      continue; /* already read */
+    if (fields && has_prev && msgpos_cmp(prev, cl->last) != 0) {
+      flush_entries(cl, &e, kind);
+      if (kind == MESSAGE_LIVE) {
+        char a[MESSAGE_ID_MAX], b[MESSAGE_ID_MAX];
+        message_id_format(a, cl->last.ms, cl->last.seq);
+        message_id_format(b, prev.ms, prev.seq);
+        atomic_fetch_add(&cl->gaps, 1);
+        log_event(LOG_WARN, "redis_gap", "key=%s last_read=%s missed_up_to=%s clients=reset", cl->key, a, b);
+      }
+      broker_set_floor(cl->gw, prev, kind == MESSAGE_LIVE);
+    }
+    if (fields) {
+      cl->last = id;
+      e.pos[e.n] = id;
+      bad = has_prev ? parse_fields(&e, fields) : "field p (previous id) is missing";
+    }
     if (bad) {
       char q[300];
       atomic_fetch_add(&cl->bad_entries, 1);
       log_event(LOG_WARN, "redis_bad_entry", "key=%s id=%s reason=%s", cl->key,
-                entry->type == REDIS_REPLY_ARRAY && entry->elements > 0 &&
-                        entry->element[0]->type == REDIS_REPLY_STRING
-                    ? entry->element[0]->str
-                    : "?",
-                log_quote(q, sizeof(q), bad));
-      free(e->targets_copy[k]);
-      free(e->targetv[k]);
-      e->targets_copy[k] = NULL;
-      e->targetv[k] = NULL;
-      memset(&e->items[k], 0, sizeof(e->items[k]));
+                fields ? entry->element[0]->str : "?", log_quote(q, sizeof(q), bad));
+      free(e.targets_copy[e.n]); /* what parse_fields kept before refusing */
+      free(e.targetv[e.n]);
+      e.targets_copy[e.n] = NULL;
+      e.targetv[e.n] = NULL;
       continue;
     }
-    e->n++;
+    e.n++;
+    atomic_fetch_add(&cl->entries_read, 1);
   }
-  return 0;
+  flush_entries(cl, &e, kind);
+  free(e.pos);
+  free(e.items);
+  free(e.targets_copy);
+  free(e.targetv);
+  return rc;
 }
 
 static void follow_read(struct cluster *cl);
 
-static void ingest(struct cluster *cl, struct entries *e, enum message_kind kind)
-{
-  if (e->n == 0)
-    return;
-  size_t added = broker_ingest(cl->gw, e->pos, e->items, e->n, kind);
-  atomic_fetch_add(&cl->entries_read, e->n);
-  if (msgpos_cmp(e->pos[e->n - 1], cl->last) > 0)
-    cl->last = e->pos[e->n - 1];
-  if (added < e->n)
-    log_event(LOG_DEBUG, "redis_skipped", "entries=%zu (already read)", e->n - added);
-}
-
-/* The answer to XREVRANGE key + - COUNT cap+1, on every (re)connect. */
-static void on_sync(redisAsyncContext *ac, void *r, void *priv)
+/* At start: what Redis holds becomes the replay backlog, never sent live. */
+static void on_backlog(redisAsyncContext *ac, void *r, void *priv)
 {
   struct cluster_link *l = priv;
   struct cluster *cl = l->cl;
@@ -518,38 +545,11 @@ static void on_sync(redisAsyncContext *ac, void *r, void *priv)
     link_drop(l, reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer to XREVRANGE");
     return;
   }
-  /* Redis keeps cap+1 entries: when it holds that many, the oldest one is
-   * this node's floor (not kept, but resuming from it loses nothing). */
-  struct msgpos oldest = {0, 0};
-  int full = reply->elements == cl->cap + 1 && reply->element[cl->cap]->type == REDIS_REPLY_ARRAY &&
-             reply->element[cl->cap]->elements == 2 &&
-             reply->element[cl->cap]->element[0]->type == REDIS_REPLY_STRING &&
-             message_id_parse(reply->element[cl->cap]->element[0]->str, &oldest.ms, &oldest.seq) == 0;
-  struct entries e;
-  if (parse_entries(cl, reply, 1, &e) != 0) {
+  if (consume(cl, reply, 1, MESSAGE_BACKLOG) != 0) {
     link_drop(l, "out of memory");
     return;
   }
-  if (!cl->synced) {
-    /* Start: what Redis holds is the replay backlog, never sent live. */
-    if (full)
-      broker_set_floor(cl->gw, oldest, 0);
-    ingest(cl, &e, MESSAGE_BACKLOG);
-    log_event(LOG_INFO, "redis_synced", "key=%s backlog=%zu", cl->key, e.n);
-  } else if (full && msgpos_cmp(oldest, cl->last) > 0) {
-    /* Cut off longer than Redis keeps messages: some are lost to us. */
-    char a[MESSAGE_ID_MAX], b[MESSAGE_ID_MAX];
-    message_id_format(a, cl->last.ms, cl->last.seq);
-    message_id_format(b, oldest.ms, oldest.seq);
-    atomic_fetch_add(&cl->gaps, 1);
-    log_event(LOG_WARN, "redis_gap", "key=%s last_read=%s oldest_kept=%s clients=reset", cl->key, a, b);
-    broker_set_floor(cl->gw, oldest, 1);
-    ingest(cl, &e, MESSAGE_LIVE);
-  } else {
-    ingest(cl, &e, MESSAGE_LIVE);
-    log_event(LOG_INFO, "redis_caught_up", "key=%s", cl->key);
-  }
-  entries_free(&e);
+  log_event(LOG_INFO, "redis_synced", "key=%s backlog=%zu", cl->key, reply->elements);
   cl->synced = 1;
   atomic_store(&cl->ready, 1);
   follow_read(cl);
@@ -563,34 +563,19 @@ static void on_read(redisAsyncContext *ac, void *r, void *priv)
   progress(l, ac);
   if (l->ac != ac || !reply)
     return;
-  if (reply->type == REDIS_REPLY_NIL) { /* BLOCK ran out: nothing new */
-    follow_read(cl);
-    return;
+  if (reply->type != REDIS_REPLY_NIL) { /* NIL: BLOCK ran out, nothing new */
+    /* [[key, [entry, ...]]] */
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 1 ||
+        reply->element[0]->type != REDIS_REPLY_ARRAY || reply->element[0]->elements != 2 ||
+        reply->element[0]->element[1]->type != REDIS_REPLY_ARRAY) {
+      link_drop(l, reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer to XREAD");
+      return;
+    }
+    if (consume(cl, reply->element[0]->element[1], 0, MESSAGE_LIVE) != 0) {
+      link_drop(l, "out of memory");
+      return;
+    }
   }
-  /* [[key, [entry, ...]]] */
-  if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 1 ||
-      reply->element[0]->type != REDIS_REPLY_ARRAY || reply->element[0]->elements != 2 ||
-      reply->element[0]->element[1]->type != REDIS_REPLY_ARRAY) {
-    link_drop(l, reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer to XREAD");
-    return;
-  }
-  struct entries e;
-  if (parse_entries(cl, reply->element[0]->element[1], 0, &e) != 0) {
-    link_drop(l, "out of memory");
-    return;
-  }
-  ingest(cl, &e, MESSAGE_LIVE);
-  /* Entries refused by parse_entries still move the position on. */
-  const redisReply *list = reply->element[0]->element[1];
-  if (list->elements) {
-    const redisReply *lastent = list->element[list->elements - 1];
-    struct msgpos p;
-    if (lastent->type == REDIS_REPLY_ARRAY && lastent->elements == 2 &&
-        lastent->element[0]->type == REDIS_REPLY_STRING &&
-        message_id_parse(lastent->element[0]->str, &p.ms, &p.seq) == 0 && msgpos_cmp(p, cl->last) > 0)
-      cl->last = p;
-  }
-  entries_free(&e);
   follow_read(cl);
 }
 
@@ -609,18 +594,40 @@ static void follow_read(struct cluster *cl)
     link_drop(l, "cannot send XREAD");
 }
 
+/* The follower is (back) up: the first time it loads what Redis holds;
+ * after a disconnection it simply reads on from the last id it saw (the
+ * chain check in consume() notices anything it can no longer get). */
 static void follow_up(struct cluster_link *l)
 {
   struct cluster *cl = l->cl;
+  if (cl->synced) {
+    log_event(LOG_INFO, "redis_catching_up", "key=%s", cl->key);
+    follow_read(cl);
+    return;
+  }
   char count[24];
-  snprintf(count, sizeof(count), "%zu", cl->cap + 1);
+  snprintf(count, sizeof(count), "%zu", cl->cap);
   const char *argv[] = {"XREVRANGE", cl->key, "+", "-", "COUNT", count};
   awaiting(l);
-  if (redisAsyncCommandArgv(l->ac, on_sync, l, 6, argv, NULL) != REDIS_OK)
+  if (redisAsyncCommandArgv(l->ac, on_backlog, l, 6, argv, NULL) != REDIS_OK)
     link_drop(l, "cannot send XREVRANGE");
 }
 
 /* ---- publishing ---- */
+
+/* One atomic step in Redis: append the message, trimmed to --buffer
+ * entries, with "p" = the id of the entry before it, so followers can tell
+ * exactly whether they missed anything. ARGV: maxlen, data, targets,
+ * handler_id [, event]. */
+static const char PUBLISH_SCRIPT[] =
+    "local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)\n"
+    "local p = last[1] and last[1][1] or '0-0'\n"
+    "if ARGV[5] then\n"
+    "  return redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'p', p, 'd', ARGV[2], "
+    "'t', ARGV[3], 'h', ARGV[4], 'e', ARGV[5])\n"
+    "end\n"
+    "return redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'p', p, 'd', ARGV[2], "
+    "'t', ARGV[3], 'h', ARGV[4])\n";
 
 struct pub_ctx {
   struct cluster_link *l;
@@ -712,12 +719,12 @@ int cluster_publish(struct worker *w, const struct pub_item *items, size_t n, cl
       t[o++] = '\n';
     }
     snprintf(handler, sizeof(handler), "%d", it->handler_id);
-    const char *argv[13] = {"XADD", cl->key, "MAXLEN", cl->maxlen, "*", "d", it->json, "t", t,
-                            "h", handler, "e", it->event};
-    size_t lens[13];
-    for (int a = 0; a < 13; a++)
-      lens[a] = a == 6 ? it->json_len : a == 8 ? (o ? o - 1 : 0) : argv[a] ? strlen(argv[a]) : 0;
-    int argc = it->event ? 13 : 11;
+    const char *argv[9] = {"EVAL", PUBLISH_SCRIPT, "1", cl->key, cl->maxlen, it->json, t, handler,
+                           it->event};
+    size_t lens[9];
+    for (int a = 0; a < 9; a++)
+      lens[a] = a == 5 ? it->json_len : a == 6 ? (o ? o - 1 : 0) : argv[a] ? strlen(argv[a]) : 0;
+    int argc = it->event ? 9 : 8;
     ok = redisAsyncCommandArgv(l->ac, n == 1 ? on_published : NULL, n == 1 ? ctx : NULL, argc, argv,
                                lens) == REDIS_OK;
     free(t);
@@ -752,7 +759,7 @@ struct cluster *cluster_new(struct gateway *gw, char *err, size_t errlen)
   cl->gw = gw;
   cl->key = gw->cfg->redis_key;
   cl->cap = (size_t)gw->cfg->buffer;
-  snprintf(cl->maxlen, sizeof(cl->maxlen), "%zu", cl->cap + 1);
+  snprintf(cl->maxlen, sizeof(cl->maxlen), "%zu", cl->cap);
   return cl;
 }
 

@@ -1,6 +1,7 @@
 /* Cluster mode (--redis): gateways share one Redis stream.
  *
- * A publish is an XADD (MAXLEN --buffer + 1) on the receiving worker's own
+ * A publish is an XADD (MAXLEN --buffer, in a small Redis script that also
+ * records the id of the entry before it) on the receiving worker's own
  * Redis connection; the id Redis assigns is the message's id everywhere.
  * Worker 0 follows the stream (XREAD BLOCK from the last id it read) and
  * hands what it reads to the broker exactly as a local publish would, so

@@ -141,8 +141,8 @@ describe("cluster mode", function()
     local key = new_key()
     local a, b = node({ key = key, buffer = 3 }), node({ key = key, buffer = 3 })
     local ids = publish_range(a, 1, 10)
-    -- Redis keeps buffer + 1 entries: the extra one marks where replay starts
-    wait_until("the stream to be trimmed", function() return redis:cli("XLEN", key) == "4" end)
+    -- Redis keeps --buffer entries, like each node
+    wait_until("the stream to be trimmed", function() return redis:cli("XLEN", key) == "3" end)
     wait_until("b to read everything", function()
       return metric(b, "tinysse_redis_entries_read_total") == 10
     end)
@@ -243,14 +243,50 @@ describe("cluster mode", function()
       local _, j = healthz(b)
       return j and j.status == "degraded"
     end)
-    local ids = publish_range(a, 2, 10) -- Redis keeps 7..10; 2..6 are gone
+    local ids = publish_range(a, 2, 10) -- Redis keeps 8..10; 2..7 are gone
     assert.equal("OK", redis:cli("ACL", "SETUSER", "nodec", "on"))
     local ev = s:message(WAIT)
     assert.equal("tinysse.reset", ev.event)
     assert.equal("gap", ev.json.reason)
-    assert.equal(ids[6], ev.id) -- 7, the oldest kept: replay starts after it
+    assert.equal(ids[6], ev.id) -- 7: the entry before the oldest kept, where replay starts
     assert.same({ 8, 9, 10 }, ns(take(s, 3)))
     assert.equal(1, metric(b, "tinysse_redis_gaps_total"))
+  end)
+
+  it("resets the clients of a node that fell further behind than Redis keeps, never skipping silently", function()
+    local key = new_key()
+    local a = node({ key = key, buffer = 3 })
+    local b = node({ key = key, buffer = 3 })
+    local s = b:stream(STREAM)
+    publish_range(a, 1, 1)
+    assert.same({ 1 }, ns(take(s, 1)))
+    b:signal("STOP") -- connected, but not reading
+    local ids = publish_range(a, 2, 10)
+    b:signal("CONT")
+    -- 2 may already have been on its way to b (Redis answered b's waiting
+    -- XREAD at once); what b could no longer get is announced, not skipped
+    local ev = s:message(WAIT)
+    if ev and ev.event == nil and ev.json.data.n == 2 then ev = s:message(WAIT) end
+    assert.equal("tinysse.reset", ev.event)
+    assert.equal("gap", ev.json.reason)
+    assert.equal(ids[6], ev.id)
+    assert.same({ 8, 9, 10 }, ns(take(s, 3)))
+    assert.equal(0, #s:drain(0.3))
+  end)
+
+  it("skips stream entries not written by a gateway, and carries on", function()
+    local key = new_key()
+    local a = node({ key = key })
+    local s = a:stream(STREAM)
+    publish_range(a, 1, 1)
+    redis:cli("XADD", key, "*", "d", "not json", "t", "all")
+    redis:cli("XADD", key, "*", "hello", "world")
+    publish_range(a, 2, 2)
+    assert.same({ 1, 2 }, ns(take(s, 2)))
+    assert.equal(0, #s:drain(0.3))
+    assert.equal(2, metric(a, "tinysse_redis_bad_entries_total"))
+    assert.equal(0, metric(a, "tinysse_redis_gaps_total"))
+    assert.truthy(a:logtext():find("event=redis_bad_entry", 1, true))
   end)
 
   it("a node started late serves resumes from what Redis kept, and new clients from now on", function()
