@@ -2,7 +2,9 @@
  * random while messages are published; afterwards every client must have
  * every message exactly once and in order, or an explicit tinysse.reset
  * before any gap. Loopback only, bounded in count and time.
- * Usage: churn PORT PUBLISH_KEY [clients=1000] [messages=2000] [seconds=40] */
+ * Usage: churn PORT[,PORT...] PUBLISH_KEY [clients=1000] [messages=2000] [seconds=40]
+ * With several ports (the nodes of a cluster), every (re)connect goes to a
+ * node picked at random, so resumes cross nodes; publishes go to the first. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -27,6 +29,7 @@ struct client {
 static struct event_base *base;
 static struct client *clients;
 static int nclients, nmsgs, port, opened;
+static int ports[16], nports;
 static const char *key;
 static struct bufferevent *pub;
 static int published, acked, publishing;
@@ -142,7 +145,7 @@ static void connect_client(struct client *c)
 {
   struct sockaddr_in sin = {0}, src = {0};
   sin.sin_family = src.sin_family = AF_INET;
-  sin.sin_port = htons((unsigned short)port);
+  sin.sin_port = htons((unsigned short)ports[nports > 1 ? rand() % nports : 0]);
   sin.sin_addr.s_addr = htonl(0x7f000001u);
   src.sin_addr.s_addr = htonl(0x7f000001u + (unsigned)(c->index % 50));
   evutil_socket_t fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -247,10 +250,17 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 int main(int argc, char **argv)
 {
   if (argc < 3) {
-    fprintf(stderr, "usage: %s PORT PUBLISH_KEY [clients] [messages] [seconds]\n", argv[0]);
+    fprintf(stderr, "usage: %s PORT[,PORT...] PUBLISH_KEY [clients] [messages] [seconds]\n", argv[0]);
     return 2;
   }
-  port = atoi(argv[1]);
+  for (char *p = argv[1]; *p && nports < 16;) {
+    ports[nports++] = atoi(p);
+    p = strchr(p, ',');
+    if (!p)
+      break;
+    p++;
+  }
+  port = ports[0];
   key = argv[2];
   nclients = argc > 3 ? atoi(argv[3]) : 1000;
   nmsgs = argc > 4 ? atoi(argv[4]) : 2000;

@@ -339,6 +339,23 @@ describe("cluster mode", function()
     r:stop()
   end)
 
+  it("loses and repeats nothing while clients drop and resume on random nodes", function()
+    local key = new_key()
+    local a = node({ key = key, buffer = 5000 })
+    local b = node({ key = key, buffer = 5000 })
+    local c = node({ key = key, buffer = 5000 })
+    local churn = os.getenv("TINYSSE_CHURN") or (support.root .. "/build/spec/churn")
+    local clients, messages = 300, 1000
+    if support.valgrind then clients, messages = 60, 200 end
+    local out = support.sh(string.format("timeout 150 %s %d,%d,%d %s %d %d 100 2>&1; echo status=$?",
+                                         churn, a.port, b.port, c.port, a.key, clients, messages))
+    print(out)
+    assert.truthy(out:find("status=0", 1, true), out)
+    local reconnects = tonumber(out:match("reconnects=(%d+)"))
+    assert.is_true(reconnects > clients / 2, "too little churn: " .. tostring(reconnects))
+    assert.truthy(out:find("duplicates=0 gaps=0 incomplete=0", 1, true), out)
+  end)
+
   it("refuses a bad --redis URL at start with a clear message", function()
     local out = support.sh(support.bin .. " --redis http://x --check --script " ..
                            support.root .. "/spec/e2e/scripts/test.lua 2>&1; echo rc=$?")
