@@ -359,6 +359,26 @@ static void route(struct worker *w, struct evhttp_request *req, const char *path
                   enum evhttp_cmd_type cmd);
 
 
+/* One access-log line: the path only (query strings carry tokens). */
+static void log_access(struct evhttp_request *req, void *arg)
+{
+  (void)arg;
+  const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+  const char *path = uri && evhttp_uri_get_path(uri) && *evhttp_uri_get_path(uri)
+                         ? evhttp_uri_get_path(uri) : "/";
+  const char *rid = evhttp_find_header(evhttp_request_get_output_headers(req), "X-Request-Id");
+  int code = evhttp_request_get_response_code(req);
+  char *addr = NULL;
+  ev_uint16_t port = 0;
+  char qp[300];
+  struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+  if (evcon)
+    evhttp_connection_get_peer(evcon, &addr, &port);
+  log_event(LOG_INFO, "access", "id=%s method=%s path=%s status=%d peer=%s:%u", rid ? rid : "?",
+            method_name(evhttp_request_get_command(req)), log_quote(qp, sizeof(qp), path),
+            code ? code : 200, addr ? addr : "?", (unsigned)port);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
   struct worker *w = arg;
@@ -376,15 +396,12 @@ static void on_request(struct evhttp_request *req, void *arg)
   STAT_ADD(w->stats.http_requests, 1);
   route(w, req, path, cmd);
   if (cfg->access_log) {
-    /* The path only: query strings carry tokens. */
-    int code = evhttp_request_get_response_code(req);
-    char *addr = NULL;
-    ev_uint16_t port = 0;
-    char qp[300];
-    evhttp_connection_get_peer(evhttp_request_get_connection(req), &addr, &port);
-    log_event(LOG_INFO, "access", "id=%s method=%s path=%s status=%d peer=%s:%u", rid_text,
-              method_name(cmd), log_quote(qp, sizeof(qp), path), code ? code : 200,
-              addr ? addr : "?", (unsigned)port);
+    /* A publish waiting for Redis (cluster mode) is logged once answered;
+     * an accepted stream (no evhttp reply) at once, as 200. */
+    if (evhttp_request_get_response_code(req) == 0 && strcmp(path, "/publish") == 0)
+      evhttp_request_set_on_complete_cb(req, log_access, NULL);
+    else
+      log_access(req, NULL);
   }
 }
 
