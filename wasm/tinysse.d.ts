@@ -35,7 +35,7 @@ export interface TinySSEReset {
   /** The gateway's current position, now the client's last id. */
   id: string;
   type?: "reset";
-  reason?: "too_old" | "unknown" | string;
+  reason?: "too_old" | "unknown" | "gap" | string;
   oldest_id?: string | null;
 }
 
