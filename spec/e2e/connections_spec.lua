@@ -280,4 +280,41 @@ describe("the open-files limit", function()
     assert.is_nil(g:logtext():find("event=accept_failed", 1, true))
     assert.is_true(g:stop())
   end)
+
+  it("pauses accepting when descriptors run out elsewhere, instead of spinning", function()
+    -- Answers that hold a file open (a large asset the client does not read)
+    -- use descriptors --max-connections does not count.
+    local dir = T.tmpdir()
+    local f = assert(io.open(dir .. "/tinysse.js", "w"))
+    f:seek("set", 256 * 1024 * 1024 - 1)
+    f:write("x")
+    f:close()
+    local g = T.start({ open_files = 256, args = { "--assets", dir, "--heartbeat", "30" } })
+    local readers = {}
+    for i = 1, 130 do
+      local c = assert(g:connect(5))
+      c:send(g:build_request("GET", "/tinysse.js"))
+      readers[i] = c
+    end
+    T.sleep(1)
+    local late = assert(g:connect(5)) -- the kernel takes it; accept() cannot
+    late:send(g:build_request("GET", "/healthz", { Connection = "close" }))
+    local function cpu_ticks()
+      local stat = T.read_file("/proc/" .. g.pid .. "/stat"):match("%) (.*)")
+      local fields = {}
+      for v in stat:gmatch("%S+") do fields[#fields + 1] = v end
+      return tonumber(fields[12]) + tonumber(fields[13]) -- utime + stime
+    end
+    local before = cpu_ticks()
+    T.sleep(1)
+    local used = cpu_ticks() - before
+    assert.truthy(g:logtext():find("event=accept_failed", 1, true), g:logtext())
+    -- a loop retrying accept() would take the whole second (100 ticks)
+    assert.is_true(used < 50, "the gateway used " .. used .. " ticks in 1 s")
+    assert.is_false(readable(late), "answered while out of descriptors")
+    for _, c in ipairs(readers) do c:close() end
+    assert.are.equal(200, (answer(late, 5)))
+    late:close()
+    assert.is_true(g:stop())
+  end)
 end)
