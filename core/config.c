@@ -262,10 +262,10 @@ void config_usage(const char *argv0)
 {
   printf("usage: %s [options]\n\nA Server-Sent Events gateway with Lua hooks.\n\n", argv0);
   for (size_t i = 0; i < NOPTIONS; i++) {
-    char left[40];
+    char left[48];
     snprintf(left, sizeof(left), "--%s%s", options[i].name,
              options[i].kind == K_FLAG ? "" : " VALUE");
-    printf("  %-26s %s\n", left, options[i].help);
+    printf("  %-32s %s\n", left, options[i].help);
   }
   printf("\nEvery option except --script can also come from the script's config table.\n"
          "The publish key can also come from the environment variable TINYSSE_PUBLISH_KEY.\n");
