@@ -311,10 +311,23 @@ describe("the open-files limit", function()
     assert.truthy(g:logtext():find("event=accept_failed", 1, true), g:logtext())
     -- a loop retrying accept() would take the whole second (100 ticks)
     assert.is_true(used < 50, "the gateway used " .. used .. " ticks in 1 s")
-    assert.is_false(readable(late), "answered while out of descriptors")
+    -- (valgrind keeps the limit below the kernel's: the kernel accepts, and
+    -- valgrind closes the socket and reports EMFILE, so `late` is lost there)
+    if not T.valgrind then
+      assert.is_false(readable(late), "answered while out of descriptors")
+    end
     for _, c in ipairs(readers) do c:close() end
-    assert.are.equal(200, (answer(late, 5)))
+    if not T.valgrind then
+      assert.are.equal(200, (answer(late, 5)))
+    end
     late:close()
+    local st -- serving again once the descriptors are back (valgrind: a moment)
+    for _ = 1, 50 do
+      st = g:request("GET", "/healthz")
+      if st == 200 then break end
+      T.sleep(0.1)
+    end
+    assert.are.equal(200, st)
     assert.is_true(g:stop())
   end)
 end)
