@@ -173,6 +173,7 @@ describe("--max-connections on SIGHUP", function()
     end
     script(6)
     local g = T.start({ script = path })
+    finally(function() if g:alive() then g:kill() end end) -- even when a check fails
     assert.truthy(g:logtext():find("event=limits max_connections=6 ", 1, true), g:logtext())
     script(3)
     g:signal("HUP")
@@ -248,6 +249,7 @@ describe("the open-files limit", function()
 
   it("fits the default under it, and sheds a flood without running out", function()
     local g = T.start({ open_files = 256, args = { "--heartbeat", "30" } })
+    finally(function() if g:alive() then g:kill() end end) -- even when a check fails
     local max = tonumber(g:logtext():match("event=limits max_connections=(%d+)"))
     -- (valgrind keeps a few descriptors of the limit for itself)
     local files = tonumber(g:logtext():match("event=limits .* open_files=(%d+)"))
@@ -290,6 +292,7 @@ describe("the open-files limit", function()
     f:write("x")
     f:close()
     local g = T.start({ open_files = 256, args = { "--assets", dir, "--heartbeat", "30" } })
+    finally(function() if g:alive() then g:kill() end end) -- even when a check fails
     local readers = {}
     for i = 1, 130 do
       local c = assert(g:connect(5))
