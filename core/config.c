@@ -3,9 +3,11 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "cluster.h"
@@ -37,7 +39,9 @@ static const struct option_desc options[] = {
     {"redis", K_STR, F(redis), 0, 0, 0, "cluster mode: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]"},
     {"redis-key", K_STR, F(redis_key), 0, 0, 0, "the Redis stream the cluster shares (default tinysse)"},
     {"max-clients-per-peer", K_LONG, F(max_per_peer), 0, 1, 10000000, "streams one peer address may hold"},
-    {"request-timeout", K_DOUBLE, F(request_timeout), 0, 0.1, 3600, "seconds to send a request (and idle time of keep-alive connections)"},
+    {"max-connections", K_LONG, F(max_connections), 0, 1, 10000000, "connections of any kind (streams, requests, idle keep-alive) beyond this get 503 (default --max-clients + 1024, within the open-files limit)"},
+    {"max-connections-per-peer", K_LONG, F(max_conn_per_peer), 0, 1, 10000000, "HTTP connections other than streams (requests, idle keep-alive) one peer address may hold"},
+    {"request-timeout", K_DOUBLE, F(request_timeout), 0, 0.1, 3600, "seconds to send a whole request, counted from accept or the previous answer (also the keep-alive idle time)"},
     {"max-queue", K_LONG, F(max_queue), 0, 1024, 1L << 34, "bytes queued per stream before it is closed as slow"},
     {"max-body", K_LONG, F(max_body), 0, 64, 1L << 30, "largest request body in bytes"},
     {"max-header", K_LONG, F(max_header), 0, 256, 1L << 20, "largest request line plus headers in bytes"},
@@ -68,6 +72,8 @@ void config_defaults(struct config *c)
   c->retry_ms = 2000;
   c->max_clients = 100000;
   c->max_per_peer = 10000;
+  c->max_connections = 0; /* --max-clients + 1024, see config_fit_connections */
+  c->max_conn_per_peer = 1024;
   c->request_timeout = 10;
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   c->workers = cores > 0 ? cores : 1;
@@ -264,11 +270,61 @@ void config_usage(const char *argv0)
 {
   printf("usage: %s [options]\n\nA Server-Sent Events gateway with Lua hooks.\n\n", argv0);
   for (size_t i = 0; i < NOPTIONS; i++) {
-    char left[40];
+    char left[48];
     snprintf(left, sizeof(left), "--%s%s", options[i].name,
              options[i].kind == K_FLAG ? "" : " VALUE");
-    printf("  %-26s %s\n", left, options[i].help);
+    printf("  %-32s %s\n", left, options[i].help);
   }
   printf("\nEvery option except --script can also come from the script's config table.\n"
          "The publish key can also come from the environment variable TINYSSE_PUBLISH_KEY.\n");
+}
+
+long config_open_files(void)
+{
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return LONG_MAX;
+  /* Raising the soft limit up to the hard one needs no privilege; the
+   * kernel caps the number of descriptors at fs.nr_open (2^20 by default). */
+  rlim_t want = rl.rlim_max == RLIM_INFINITY ? (rlim_t)1 << 20 : rl.rlim_max;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+    struct rlimit raised = {want, rl.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+      rl.rlim_cur = want;
+  }
+  return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (rlim_t)LONG_MAX ? LONG_MAX
+                                                                         : (long)rl.rlim_cur;
+}
+
+long config_connection_room(const struct config *c, long open_files)
+{
+  /* Besides connections: stdio and the signal pipe, per worker an epoll
+   * descriptor, an eventfd, a spare socket and the listeners, files opened
+   * for a moment (scripts, browser assets), and the refusals answered past
+   * the limit. */
+  long reserve = 32 + c->workers * (4 + c->nlisten) + CONFIG_ANSWERED_REFUSALS;
+  return open_files - reserve;
+}
+
+int config_fit_connections(struct config *c, long open_files, char *err, size_t errlen)
+{
+  long room = config_connection_room(c, open_files);
+  if (room < 16) {
+    snprintf(err, errlen,
+             "the open-files limit (%ld, ulimit -n) leaves no room for connections with %ld "
+             "workers; raise it (LimitNOFILE= under systemd)", open_files, c->workers);
+    return -1;
+  }
+  if (c->max_connections == 0) {
+    c->max_connections = c->max_clients + 1024 < room ? c->max_clients + 1024 : room;
+    return 0;
+  }
+  if (c->max_connections > room) {
+    snprintf(err, errlen,
+             "--max-connections %ld does not fit the open-files limit (%ld, ulimit -n), which "
+             "leaves room for %ld connections; raise the limit (LimitNOFILE= under systemd) or "
+             "lower --max-connections", c->max_connections, open_files, room);
+    return -1;
+  }
+  return 0;
 }

@@ -6,6 +6,9 @@
 #include <stddef.h>
 
 #define CONFIG_MAX_LIST 16
+/* Connections past --max-connections that may be answered 503 at the same
+ * time (conn.c); descriptors are set aside for them. */
+#define CONFIG_ANSWERED_REFUSALS 64
 
 struct config {
   const char *listen[CONFIG_MAX_LIST];
@@ -16,6 +19,9 @@ struct config {
   long buffer, retry_ms, max_clients, workers;
   double heartbeat, hook_timeout;
   long max_queue, max_body, max_header, script_memory, max_per_peer;
+  /* every connection (0 until config_fit_connections picks the default),
+   * and HTTP connections that are not streams, per peer address */
+  long max_connections, max_conn_per_peer;
   double request_timeout;
   int check, help, version, access_log;
   int publish_key_generated;
@@ -35,5 +41,15 @@ void config_release(void);
 /* Checks cross-option constraints after everything is set. 0/-1. */
 int config_validate(struct config *c, char *err, size_t errlen);
 void config_usage(const char *argv0);
+
+/* The open-files limit (RLIMIT_NOFILE), after raising the soft limit to the
+ * hard one where allowed; LONG_MAX when there is none or it cannot be read. */
+long config_open_files(void);
+/* Connections the open-files limit leaves room for, once the descriptors
+ * the gateway needs for itself are set aside. */
+long config_connection_room(const struct config *c, long open_files);
+/* Sets the --max-connections default (--max-clients + 1024, within the
+ * room) or checks an explicit value against the room. 0, or -1 with err. */
+int config_fit_connections(struct config *c, long open_files, char *err, size_t errlen);
 
 #endif

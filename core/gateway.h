@@ -24,12 +24,16 @@ struct message;
 struct client;
 struct cluster;
 struct cluster_link;
+struct conns;
 
 /* Counters owned by one worker: written only by it (relaxed stores), summed
  * by /metrics from any thread. */
 struct worker_stats {
   atomic_ulong connections, connections_total, deliveries, replayed, resets, slow,
       expired, auth_rejected, bytes_queued, http_requests;
+  /* HTTP connections closed by --request-timeout / refused at accept by
+   * --max-connections or --max-connections-per-peer (conn.c) */
+  atomic_ulong request_timeouts, connections_refused;
   /* publish-to-write latency: one observation per message per worker, taken
    * when the fan-out pass that wrote it ends (bounds: metrics.c) */
   atomic_ulong write_latency_buckets[10], write_latency_count;
@@ -42,6 +46,7 @@ struct worker {
   struct gateway *gw;
   struct event_base *base;
   struct evhttp *http;
+  struct conns *conns; /* its HTTP connections, see conn.c */
   struct hub *hub;
   struct script *script;
   struct script_stats sstats;
@@ -88,6 +93,7 @@ struct gateway {
   struct worker **workers;
   int nworkers;
   atomic_long nclients;
+  atomic_long nconns; /* HTTP connections evhttp holds (not yet streams) */
   atomic_ulong published;
   double started;
   unsigned char secret[32];
@@ -95,9 +101,10 @@ struct gateway {
   struct tinysse_module_host module_host;
   struct script_limits limits;
   /* channel -> subscribers across all workers, for /channels and counts;
-   * and peer address -> streams, for --max-clients-per-peer (same lock) */
+   * peer address -> streams, for --max-clients-per-peer; and peer address
+   * -> HTTP connections, for --max-connections-per-peer (same lock) */
   pthread_mutex_t presence_lock;
-  struct hub *presence, *peers;
+  struct hub *presence, *peers, *conn_peers;
 };
 
 /* Relaxed single-writer increment for worker_stats fields. */

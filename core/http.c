@@ -21,6 +21,7 @@
 #include <openssl/evp.h>
 
 #include "cluster.h"
+#include "conn.h"
 #include "hub.h"
 #include "jsonutil.h"
 #include "log.h"
@@ -379,6 +380,13 @@ static void log_access(struct evhttp_request *req, void *arg)
             code ? code : 200, addr ? addr : "?", (unsigned)port);
 }
 
+void http_request_id(char *buf, size_t cap)
+{
+  static atomic_ullong request_ids;
+  unsigned long long rid = atomic_fetch_add_explicit(&request_ids, 1, memory_order_relaxed) + 1;
+  snprintf(buf, cap, "%llx", rid);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
   struct worker *w = arg;
@@ -388,10 +396,9 @@ static void on_request(struct evhttp_request *req, void *arg)
   const char *path = uri && evhttp_uri_get_path(uri) && *evhttp_uri_get_path(uri)
                          ? evhttp_uri_get_path(uri) : "/";
 
-  static atomic_ullong request_ids;
-  unsigned long long rid = atomic_fetch_add_explicit(&request_ids, 1, memory_order_relaxed) + 1;
+  conns_request_started(w->conns, req);
   char rid_text[24];
-  snprintf(rid_text, sizeof(rid_text), "%llx", rid);
+  http_request_id(rid_text, sizeof(rid_text));
   evhttp_add_header(evhttp_request_get_output_headers(req), "X-Request-Id", rid_text);
   STAT_ADD(w->stats.http_requests, 1);
   route(w, req, path, cmd);
@@ -399,7 +406,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     /* A publish waiting for Redis (cluster mode) is logged once answered;
      * an accepted stream (no evhttp reply) at once, as 200. */
     if (evhttp_request_get_response_code(req) == 0 && strcmp(path, "/publish") == 0)
-      evhttp_request_set_on_complete_cb(req, log_access, NULL);
+      conns_when_answered(w->conns, req, log_access);
     else
       log_access(req, NULL);
   }
@@ -486,6 +493,10 @@ struct evhttp *http_new(struct worker *w)
   struct evhttp *http = evhttp_new(w->base);
   if (!http)
     return NULL;
+  if (!(w->conns = conns_new(w, http))) {
+    evhttp_free(http);
+    return NULL;
+  }
   evhttp_set_gencb(http, on_request, w);
   evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
@@ -494,10 +505,29 @@ struct evhttp *http_new(struct worker *w)
    * a JSON 431/413 from us; beyond it libevent answers (or closes) itself. */
   evhttp_set_max_headers_size(http, cfg->max_header * 4);
   evhttp_set_max_body_size(http, cfg->max_body * 2);
-  /* Slow request senders (slowloris) and idle keep-alive connections; a
-   * stream leaves this behind when its connection is taken over. */
-  struct timeval tv = {(time_t)cfg->request_timeout,
-                       (suseconds_t)((cfg->request_timeout - (double)(time_t)cfg->request_timeout) * 1e6)};
+  /* conn.c bounds the time to send a whole request and the keep-alive idle
+   * time by --request-timeout; evhttp's own timeout, which restarts with
+   * every byte, stays behind it as a bound on an answer the peer does not
+   * read. A stream leaves both behind when its connection is taken over. */
+  double t = cfg->request_timeout + 1;
+  struct timeval tv = {(time_t)t, (suseconds_t)((t - (double)(time_t)t) * 1e6)};
   evhttp_set_timeout_tv(http, &tv);
   return http;
+}
+
+struct evhttp_bound_socket *http_bind_listener(struct worker *w, struct evconnlistener *l)
+{
+  struct evhttp_bound_socket *b = evhttp_bind_listener(w->http, l);
+  if (b)
+    conns_watch_listener(w->conns, l);
+  return b;
+}
+
+void http_free(struct worker *w)
+{
+  if (w->http)
+    evhttp_free(w->http); /* closes its connections, idle keep-alive ones too */
+  w->http = NULL;
+  conns_free(w->conns);
+  w->conns = NULL;
 }

@@ -13,8 +13,17 @@
 struct worker;
 struct evhttp;
 struct evhttp_request;
+struct evhttp_bound_socket;
+struct evconnlistener;
 
+/* The worker's evhttp (also sets w->conns); NULL on OOM. */
 struct evhttp *http_new(struct worker *w);
+/* Serves HTTP on l (taken over: freed with the evhttp); NULL on failure. */
+struct evhttp_bound_socket *http_bind_listener(struct worker *w, struct evconnlistener *l);
+/* Frees w->http with its connections, and w->conns; safe to call twice. */
+void http_free(struct worker *w);
+/* A new id for an answer's X-Request-Id and its access-log line. */
+void http_request_id(char *buf, size_t cap);
 
 /* What a Lua hook sees of a request; built on demand, freed with
  * req_view_free. */

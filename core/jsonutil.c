@@ -19,6 +19,7 @@ const char *http_reason(int code)
   case 403: return "Forbidden";
   case 404: return "Not Found";
   case 405: return "Method Not Allowed";
+  case 408: return "Request Timeout";
   case 413: return "Payload Too Large";
   case 415: return "Unsupported Media Type";
   case 431: return "Request Header Fields Too Large";
@@ -45,14 +46,20 @@ void reply_json(struct evhttp_request *req, int code, struct json_object *body)
   json_object_put(body);
 }
 
+struct json_object *json_error(const char *error, const char *message)
+{
+  struct json_object *o = json_object_new_object();
+  json_object_object_add(o, "error", json_object_new_string(error));
+  json_object_object_add(o, "message", json_object_new_string(message));
+  return o;
+}
+
 static void send_error(struct evhttp_request *req, int code, const char *error, const char *field,
                        const char *fmt, va_list ap)
 {
   char msg[512];
   vsnprintf(msg, sizeof(msg), fmt, ap);
-  struct json_object *o = json_object_new_object();
-  json_object_object_add(o, "error", json_object_new_string(error));
-  json_object_object_add(o, "message", json_object_new_string(msg));
+  struct json_object *o = json_error(error, msg);
   if (field)
     json_object_object_add(o, "field", json_object_new_string(field));
   reply_json(req, code, o);

@@ -15,5 +15,8 @@ void reply_error(struct evhttp_request *req, int code, const char *error, const 
 void reply_field_error(struct evhttp_request *req, int code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 const char *http_reason(int code);
+/* {"error":error,"message":message}, for answers written outside evhttp;
+ * the caller puts it (json_object_put). */
+struct json_object *json_error(const char *error, const char *message);
 
 #endif

@@ -106,6 +106,8 @@ static int reload_config(const char *key, const char *value, void *arg)
 
 #define CHANGED(field) (next->field != cfg->field)
 
+static long open_files; /* RLIMIT_NOFILE, read at start */
+
 /* Scalars are written by this thread and read by the workers; aligned
  * words, so a worker sees the old or the new value, never a mix. */
 static void apply_reloaded_config(struct gateway *gw, const struct config *next)
@@ -118,6 +120,17 @@ static void apply_reloaded_config(struct gateway *gw, const struct config *next)
   if (CHANGED(max_queue)) { NOTE(changed, "max_queue"); cfg->max_queue = next->max_queue; }
   if (CHANGED(max_clients)) { NOTE(changed, "max_clients"); cfg->max_clients = next->max_clients; }
   if (CHANGED(max_per_peer)) { NOTE(changed, "max_clients_per_peer"); cfg->max_per_peer = next->max_per_peer; }
+  if (CHANGED(max_conn_per_peer)) { NOTE(changed, "max_connections_per_peer"); cfg->max_conn_per_peer = next->max_conn_per_peer; }
+  if (CHANGED(max_connections)) {
+    long room = config_connection_room(cfg, open_files);
+    if (next->max_connections <= room) {
+      NOTE(changed, "max_connections");
+      cfg->max_connections = next->max_connections;
+    } else {
+      log_event(LOG_ERROR, "reload_failed", "option=max_connections value=%ld error=\"the open-files limit %ld leaves room for %ld connections\" keeping=%ld",
+                next->max_connections, open_files, room, cfg->max_connections);
+    }
+  }
   if (CHANGED(access_log)) { NOTE(changed, "access_log"); cfg->access_log = next->access_log; }
   if (CHANGED(hook_timeout)) { NOTE(changed, "hook_timeout"); cfg->hook_timeout = gw->limits.hook_timeout = next->hook_timeout; }
   if (CHANGED(script_memory)) {
@@ -238,7 +251,9 @@ int main(int argc, char **argv)
     return cfg.check ? 1 : 2;
   gw.limits.hook_timeout = cfg.hook_timeout;
   gw.limits.memory_cap = (size_t)cfg.script_memory;
-  if (config_validate(&cfg, err, sizeof(err)) != 0) {
+  open_files = config_open_files();
+  if (config_validate(&cfg, err, sizeof(err)) != 0 ||
+      config_fit_connections(&cfg, open_files, err, sizeof(err)) != 0) {
     fprintf(stderr, "tinysse: %s\n", err);
     return cfg.check ? 1 : 2;
   }
@@ -274,11 +289,12 @@ int main(int argc, char **argv)
   gw.ring = ring_new((size_t)cfg.buffer, (struct msgpos){gw.cluster ? 0 : gw.epoch, 0});
   gw.presence = hub_new();
   gw.peers = hub_new();
+  gw.conn_peers = hub_new();
   pthread_mutex_init(&gw.presence_lock, NULL);
   gw.module_host = (struct tinysse_module_host){&gw, host_log, host_publish, host_count, gw.secret};
   gw.nworkers = (int)cfg.workers;
   gw.workers = calloc((size_t)gw.nworkers, sizeof(*gw.workers));
-  if (!gw.ring || !gw.presence || !gw.peers || !gw.workers) {
+  if (!gw.ring || !gw.presence || !gw.peers || !gw.conn_peers || !gw.workers) {
     fprintf(stderr, "tinysse: out of memory\n");
     return 2;
   }
@@ -312,6 +328,12 @@ int main(int argc, char **argv)
   event_add(ev_int, NULL);
 
   char q[600];
+  /* Streams count against --max-connections too: say when it, or the
+   * open-files limit behind it, is the tighter bound. */
+  log_event(LOG_INFO, "limits",
+            "max_connections=%ld max_clients=%ld open_files=%ld room=%ld%s", cfg.max_connections,
+            cfg.max_clients, open_files, config_connection_room(&cfg, open_files),
+            cfg.max_connections < cfg.max_clients ? " streams_bounded_by=max_connections" : "");
   for (int i = 0; i < cfg.nlisten; i++)
     log_event(LOG_INFO, "listening", "addr=%s endpoint=%s workers=%d script=%s", cfg.listen[i],
               cfg.endpoint, gw.nworkers, log_quote(q, sizeof(q), cfg.script));
@@ -343,5 +365,6 @@ cleanup:
   config_release();
   hub_free(gw.presence);
   hub_free(gw.peers);
+  hub_free(gw.conn_peers);
   return status;
 }

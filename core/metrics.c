@@ -69,6 +69,10 @@ void metrics_render(struct gateway *gw, struct evbuffer *out)
   summed(out, gw, "tinysse_auth_rejected_total", "counter", "Stream requests refused for a missing or rejected token.", WS(auth_rejected));
   summed(out, gw, "tinysse_bytes_queued", "gauge", "Bytes waiting in stream output queues.", WS(bytes_queued));
   summed(out, gw, "tinysse_http_requests_total", "counter", "HTTP requests handled.", WS(http_requests));
+  head(out, "tinysse_http_connections", "gauge", "HTTP connections other than streams (requests, idle keep-alive).");
+  evbuffer_add_printf(out, "tinysse_http_connections %ld\n", atomic_load(&gw->nconns));
+  summed(out, gw, "tinysse_request_timeouts_total", "counter", "Requests answered 408: not complete within --request-timeout.", WS(request_timeouts));
+  summed(out, gw, "tinysse_connections_refused_total", "counter", "Connections refused at accept by --max-connections or --max-connections-per-peer.", WS(connections_refused));
 
   /* publish-to-write latency, summed over workers */
   unsigned long wb[10] = {0}, wcount = 0;

@@ -181,10 +181,7 @@ static void finish_stop(evutil_socket_t fd, short what, void *arg)
   /* Publishes still waiting for Redis are answered (503) before the HTTP
    * front goes. */
   cluster_worker_stop(w);
-  if (w->http) {
-    evhttp_free(w->http); /* also closes idle keep-alive connections */
-    w->http = NULL;
-  }
+  http_free(w); /* also closes idle keep-alive connections */
   event_base_loopbreak(w->base);
 }
 
@@ -310,7 +307,7 @@ static int bind_listeners(struct worker *w, char *err, size_t errlen)
       snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen[i], strerror(errno));
       return -1;
     }
-    struct evhttp_bound_socket *b = evhttp_bind_listener(w->http, l);
+    struct evhttp_bound_socket *b = http_bind_listener(w, l);
     if (!b) {
       evconnlistener_free(l);
       snprintf(err, errlen, "cannot serve HTTP on %s", cfg->listen[i]);
@@ -409,8 +406,7 @@ void worker_free(struct worker *w)
   for (size_t i = 0; i < w->nreap; i++)
     client_free(w->reap[i]);
   cluster_worker_stop(w);
-  if (w->http)
-    evhttp_free(w->http);
+  http_free(w);
   if (w->wake_ev)
     event_free(w->wake_ev);
   if (w->reap_ev)

@@ -55,7 +55,7 @@ local function shell_quote(s)
 end
 
 -- Starts the gateway. opts: script (path), args (list), env (table),
--- port, wait (default true).
+-- port, wait (default true), open_files (its ulimit -n).
 function M.start(opts)
   opts = opts or {}
   local g = setmetatable({}, Gateway)
@@ -80,8 +80,9 @@ function M.start(opts)
     prefix = "valgrind -q --leak-check=full --errors-for-leak-kinds=definite " ..
              "--log-file=" .. shell_quote(g.vglog) .. " "
   end
-  local line = string.format("%s exec %s%s %s >>%s 2>&1 & echo $!", env, prefix, shell_quote(M.bin),
-                             table.concat(cmd, " "), shell_quote(g.log))
+  local limit = opts.open_files and ("ulimit -n " .. math.tointeger(opts.open_files) .. "; ") or ""
+  local line = string.format("%s%s exec %s%s %s >>%s 2>&1 & echo $!", limit, env, prefix,
+                             shell_quote(M.bin), table.concat(cmd, " "), shell_quote(g.log))
   g.pid = tonumber((sh("sh -c " .. shell_quote(line)):gsub("%s+$", "")))
   assert(g.pid, "could not start " .. M.bin)
   if opts.wait ~= false then

@@ -133,6 +133,17 @@ describe("start-up", function()
     end
   end)
 
+  it("lists every option of --help in the README's command-line table", function()
+    local help = run("--help")
+    local table_ = T.read_file(T.root .. "/README.md"):match("\n## Command line\n(.-)\n## ")
+    local n = 0
+    for name in help:gmatch("\n  %-%-([%w%-]+)") do
+      n = n + 1
+      assert.truthy(table_:find("`%-%-" .. name:gsub("%-", "%%-") .. "[ `]"), "--" .. name .. " is not in the README")
+    end
+    assert.is_true(n > 20, help)
+  end)
+
   it("takes options from the script's config table, the command line winning", function()
     local dir = T.tmpdir()
     T.write_file(dir .. "/s.lua", [[

@@ -1,0 +1,506 @@
+/* HTTP connection accounting and the whole-request deadline.
+ *
+ * libevent 2.1 calls nothing of ours when evhttp accepts a connection; it
+ * only asks us to make the connection's bufferevent (evhttp_set_bevcb), and
+ * makes the connection object right after, in the same accept callback. So
+ * each new bufferevent is queued and adopted from a highest-priority event,
+ * which runs before anything is read from the socket; evhttp's close
+ * callback then says when the connection goes.
+ *
+ * evhttp's own timeout restarts with every byte read, so a client sending
+ * one header byte a second would hold a connection forever. Here a timer
+ * runs from accept (or from the end of the previous answer, on keep-alive)
+ * until a whole request has arrived, and is not moved by the bytes. */
+#include "conn.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <json-c/json.h>
+
+#include "http.h"
+#include "hub.h"
+#include "jsonutil.h"
+#include "log.h"
+#include "worker.h"
+
+/* Past the limit, up to CONFIG_ANSWERED_REFUSALS connections at a time get
+ * a 503 (config.c keeps descriptors for them); beyond those a connection is
+ * closed right after accept, so a flood cannot hold descriptors waiting for
+ * its answers to drain. */
+/* How long an answered-and-closing connection may take to read its answer. */
+#define LINGER_SECONDS 2.0
+/* How long the listeners rest after accept() failed for lack of descriptors. */
+#define ACCEPT_PAUSE_USEC 100000
+
+enum conn_state {
+  CONN_READING,  /* waiting for (the rest of) a request: the deadline runs */
+  CONN_HANDLING, /* a whole request is being answered, or became a stream */
+  CONN_CLOSING,  /* answered by us (408, 503); closes once that is written */
+};
+
+struct conn {
+  struct conns *cs;
+  struct bufferevent *bev;
+  struct evhttp_connection *evcon; /* NULL until adopted */
+  struct event *deadline;
+  struct evbuffer_cb_entry *watch; /* notes bytes arriving */
+  struct hub_sub *peer;            /* in gw->conn_peers */
+  enum conn_state state;
+  int got_bytes; /* since the deadline was last armed */
+  long rank;     /* connections open when it was accepted, itself included */
+  void (*then)(struct evhttp_request *, void *); /* also when the answer is written */
+  struct conn *next_fresh;
+};
+
+struct conns {
+  struct worker *w;
+  struct evhttp *http;
+  struct conn *fresh, **fresh_tail; /* accepted, not adopted yet (FIFO) */
+  struct event *adopt_ev, *resume_ev;
+  int burst_paused; /* listeners stopped until the fresh ones are adopted */
+  double last_warning;
+  /* evcon -> conn: open addressing, linear probing, at most half full */
+  struct conn **slots;
+  size_t cap, n;
+};
+
+/* The accept error callback gets the evhttp, not us: evhttp_bind_listener
+ * owns the listener's argument. Workers are few; a small table does. */
+#define REGISTRY_MAX 256
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct conns *registry[REGISTRY_MAX];
+
+static size_t slot_of(const struct conns *cs, const void *key)
+{
+  uint64_t h = (uint64_t)(uintptr_t)key;
+  h ^= h >> 29;
+  h *= 0x9e3779b97f4a7c15ULL;
+  return (size_t)(h >> 20) & (cs->cap - 1);
+}
+
+static void place(struct conns *cs, struct conn *c)
+{
+  size_t i = slot_of(cs, c->evcon);
+  while (cs->slots[i])
+    i = (i + 1) & (cs->cap - 1);
+  cs->slots[i] = c;
+}
+
+static int table_put(struct conns *cs, struct conn *c)
+{
+  if ((cs->n + 1) * 2 > cs->cap) {
+    size_t old_cap = cs->cap, cap = old_cap ? old_cap * 2 : 64;
+    struct conn **old = cs->slots, **slots = calloc(cap, sizeof(*slots));
+    if (!slots)
+      return -1;
+    cs->slots = slots;
+    cs->cap = cap;
+    for (size_t i = 0; i < old_cap; i++)
+      if (old[i])
+        place(cs, old[i]);
+    free(old);
+  }
+  place(cs, c);
+  cs->n++;
+  return 0;
+}
+
+static struct conn *table_get(const struct conns *cs, const struct evhttp_connection *evcon)
+{
+  if (!cs->cap || !evcon)
+    return NULL;
+  for (size_t i = slot_of(cs, evcon); cs->slots[i]; i = (i + 1) & (cs->cap - 1))
+    if (cs->slots[i]->evcon == evcon)
+      return cs->slots[i];
+  return NULL;
+}
+
+static void table_del(struct conns *cs, struct conn *c)
+{
+  if (!cs->cap || !c->evcon)
+    return;
+  size_t mask = cs->cap - 1, i = slot_of(cs, c->evcon);
+  while (cs->slots[i] && cs->slots[i] != c)
+    i = (i + 1) & mask;
+  if (!cs->slots[i])
+    return;
+  cs->slots[i] = NULL;
+  cs->n--;
+  /* Put back the rest of the run, so no lookup stops early at the hole. */
+  for (size_t j = (i + 1) & mask; cs->slots[j]; j = (j + 1) & mask) {
+    struct conn *x = cs->slots[j];
+    cs->slots[j] = NULL;
+    place(cs, x);
+  }
+}
+
+static void release(struct conn *c)
+{
+  struct conns *cs = c->cs;
+  struct gateway *gw = cs->w->gw;
+  table_del(cs, c);
+  if (c->deadline)
+    event_free(c->deadline);
+  if (c->watch)
+    evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->watch);
+  if (c->peer) {
+    pthread_mutex_lock(&gw->presence_lock);
+    hub_unsubscribe(gw->conn_peers, c->peer);
+    pthread_mutex_unlock(&gw->presence_lock);
+  }
+  if (!c->evcon)
+    bufferevent_decref(c->bev); /* the reference make_bev took */
+  atomic_fetch_sub(&gw->nconns, 1);
+  free(c);
+}
+
+static void arm(struct conn *c, double seconds)
+{
+  struct timeval tv = {(time_t)seconds, (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6)};
+  evtimer_add(c->deadline, &tv);
+}
+
+/* evhttp is about to free the connection (closed by the peer, by evhttp,
+ * by us, or handed over to a stream). */
+static void on_close(struct evhttp_connection *evcon, void *arg)
+{
+  (void)evcon;
+  release(arg);
+}
+
+/* While closing: whatever the peer still sends is read and dropped, so the
+ * close does not turn into a reset that could destroy the answer. The
+ * argument is not used: evhttp's deferred read may call this with its own. */
+static void drain_input(struct bufferevent *bev, void *arg)
+{
+  (void)arg;
+  struct evbuffer *in = bufferevent_get_input(bev);
+  evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+static void on_answer_written(struct bufferevent *bev, void *arg)
+{
+  (void)arg;
+  if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    shutdown(bufferevent_getfd(bev), SHUT_WR);
+}
+
+static void on_closing_event(struct bufferevent *bev, short what, void *arg)
+{
+  (void)bev;
+  (void)what;
+  struct conn *c = arg;
+  evhttp_connection_free(c->evcon); /* on_close frees c */
+}
+
+/* Answers with a JSON error outside evhttp (there is no request object to
+ * answer with: the request is not complete, or was never read) and closes
+ * once the answer is written, or after LINGER_SECONDS. */
+static void answer_and_close(struct conn *c, int code, const char *error, const char *message)
+{
+  struct config *cfg = c->cs->w->gw->cfg;
+  char id[24];
+  http_request_id(id, sizeof(id));
+  struct json_object *body = json_error(error, message);
+  const char *text = json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN |
+                                                              JSON_C_TO_STRING_NOSLASHESCAPE);
+  evbuffer_add_printf(bufferevent_get_output(c->bev),
+                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                      "Cache-Control: no-store\r\nConnection: close\r\nX-Request-Id: %s\r\n"
+                      "Content-Length: %zu\r\n\r\n%s\n",
+                      code, http_reason(code), id, strlen(text) + 1, text);
+  json_object_put(body);
+  c->state = CONN_CLOSING;
+  bufferevent_setcb(c->bev, drain_input, on_answer_written, on_closing_event, c);
+  bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+  arm(c, LINGER_SECONDS);
+  if (cfg->access_log) {
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    evhttp_connection_get_peer(c->evcon, &addr, &port);
+    log_event(LOG_INFO, "access", "id=%s method=- path=- status=%d peer=%s:%u", id, code,
+              addr ? addr : "?", (unsigned)port);
+  }
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+  (void)fd;
+  (void)what;
+  struct conn *c = arg;
+  struct worker *w = c->cs->w;
+  if (c->state != CONN_READING) {
+    if (c->state == CONN_CLOSING)
+      evhttp_connection_free(c->evcon); /* its answer was not taken in time */
+    return;
+  }
+  /* Part of a request came: say why it is refused, unless evhttp is already
+   * writing an answer of its own (a 400, say) that the peer does not read. */
+  int partial = c->got_bytes || evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
+  if (partial && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+    char msg[160];
+    STAT_ADD(w->stats.request_timeouts, 1);
+    snprintf(msg, sizeof(msg), "the request was not complete within %g s (--request-timeout)",
+             w->gw->cfg->request_timeout);
+    answer_and_close(c, 408, "request_timeout", msg);
+  } else {
+    evhttp_connection_free(c->evcon); /* idle, or stuck: nothing to say */
+  }
+}
+
+static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+  (void)buf;
+  if (info->n_added)
+    ((struct conn *)arg)->got_bytes = 1;
+}
+
+/* Over a limit: a 503 while few such answers are in flight, else a close. */
+static void refuse(struct conn *c, long excess, const char *message)
+{
+  struct worker *w = c->cs->w;
+  STAT_ADD(w->stats.connections_refused, 1);
+  if (excess > CONFIG_ANSWERED_REFUSALS)
+    evhttp_connection_free(c->evcon);
+  else
+    answer_and_close(c, 503, "too_many_connections", message);
+}
+
+static void adopt(struct conn *c)
+{
+  struct conns *cs = c->cs;
+  struct gateway *gw = cs->w->gw;
+  struct config *cfg = gw->cfg;
+  bufferevent_data_cb readcb = NULL;
+  void *evcon = NULL;
+  bufferevent_getcb(c->bev, &readcb, NULL, NULL, &evcon);
+  if (!readcb || !evcon) { /* evhttp already gave up on it */
+    release(c);
+    return;
+  }
+  c->evcon = evcon;
+  evhttp_connection_set_closecb(c->evcon, on_close, c);
+  bufferevent_decref(c->bev); /* evhttp holds it from here */
+  c->deadline = evtimer_new(cs->w->base, on_deadline, c);
+  c->watch = evbuffer_add_cb(bufferevent_get_input(c->bev), on_input, c);
+  if (!c->deadline || !c->watch || table_put(cs, c) != 0) {
+    evhttp_connection_free(c->evcon);
+    return;
+  }
+
+  char *addr = NULL, msg[160];
+  ev_uint16_t port = 0;
+  evhttp_connection_get_peer(c->evcon, &addr, &port);
+  const char *peer = addr ? addr : "?";
+  pthread_mutex_lock(&gw->presence_lock);
+  c->peer = hub_subscribe(gw->conn_peers, c, &peer, 1);
+  long from_peer = (long)hub_subscribers(gw->conn_peers, peer);
+  pthread_mutex_unlock(&gw->presence_lock);
+  if (c->rank > cfg->max_connections) {
+    snprintf(msg, sizeof(msg), "this gateway is at its limit of %ld connections",
+             cfg->max_connections);
+    refuse(c, c->rank - cfg->max_connections, msg);
+  } else if (from_peer > cfg->max_conn_per_peer) {
+    snprintf(msg, sizeof(msg),
+             "your address holds %ld connections other than streams, the limit per address",
+             cfg->max_conn_per_peer);
+    refuse(c, from_peer - cfg->max_conn_per_peer, msg);
+  } else {
+    c->state = CONN_READING;
+    arm(c, cfg->request_timeout);
+  }
+}
+
+/* The worker's current listeners (a stopping worker has none left). */
+static void set_listening(struct worker *w, int on)
+{
+  for (int i = 0; i < w->nbound; i++) {
+    struct evconnlistener *l = evhttp_bound_socket_get_listener(w->bound[i]);
+    if (on)
+      evconnlistener_enable(l);
+    else
+      evconnlistener_disable(l);
+  }
+}
+
+static void on_adopt(evutil_socket_t fd, short what, void *arg)
+{
+  (void)fd;
+  (void)what;
+  struct conns *cs = arg;
+  struct conn *list = cs->fresh;
+  cs->fresh = NULL;
+  cs->fresh_tail = &cs->fresh;
+  while (list) {
+    struct conn *c = list;
+    list = c->next_fresh;
+    adopt(c);
+  }
+  if (cs->burst_paused) {
+    cs->burst_paused = 0;
+    if (!evtimer_pending(cs->resume_ev, NULL))
+      set_listening(cs->w, 1);
+  }
+}
+
+/* evhttp's bufferevent callback: runs inside the accept, before evhttp has
+ * made the connection object. */
+static struct bufferevent *make_bev(struct event_base *base, void *arg)
+{
+  struct conns *cs = arg;
+  struct conn *c = calloc(1, sizeof(*c));
+  struct bufferevent *bev = c ? bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE) : NULL;
+  if (!bev) {
+    free(c);
+    return NULL; /* evhttp makes its own; this connection goes uncounted */
+  }
+  c->cs = cs;
+  c->bev = bev;
+  c->state = CONN_READING;
+  /* Keeps bev valid until adopted, even if evhttp drops the connection. */
+  bufferevent_incref(bev);
+  *cs->fresh_tail = c;
+  cs->fresh_tail = &c->next_fresh;
+  struct gateway *gw = cs->w->gw;
+  /* Streams count too: each one holds a descriptor as long as it lives. */
+  c->rank = atomic_fetch_add(&gw->nconns, 1) + 1 + atomic_load(&gw->nclients);
+  /* libevent accepts everything the backlog holds in one go: far past the
+   * limit, stop it here; on_adopt closes the excess and listens again. */
+  if (c->rank > gw->cfg->max_connections + CONFIG_ANSWERED_REFUSALS && !cs->burst_paused) {
+    cs->burst_paused = 1;
+    set_listening(cs->w, 0);
+  }
+  event_active(cs->adopt_ev, EV_TIMEOUT, 0);
+  return bev;
+}
+
+static void on_answered(struct evhttp_request *req, void *arg)
+{
+  struct conn *c = arg;
+  if (c->then) {
+    c->then(req, NULL);
+    c->then = NULL;
+  }
+  /* Keep-alive: the next request, idle time included, gets the same time. */
+  c->state = CONN_READING;
+  c->got_bytes = 0;
+  arm(c, c->cs->w->gw->cfg->request_timeout);
+}
+
+void conns_request_started(struct conns *cs, struct evhttp_request *req)
+{
+  struct conn *c = table_get(cs, evhttp_request_get_connection(req));
+  if (!c || c->state != CONN_READING)
+    return;
+  event_del(c->deadline);
+  c->state = CONN_HANDLING;
+  evhttp_request_set_on_complete_cb(req, on_answered, c);
+}
+
+void conns_when_answered(struct conns *cs, struct evhttp_request *req,
+                         void (*fn)(struct evhttp_request *, void *))
+{
+  struct conn *c = table_get(cs, evhttp_request_get_connection(req));
+  if (c && c->state == CONN_HANDLING)
+    c->then = fn;
+  else
+    evhttp_request_set_on_complete_cb(req, fn, NULL);
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+  (void)fd;
+  (void)what;
+  set_listening(((struct conns *)arg)->w, 1);
+}
+
+static void on_accept_error(struct evconnlistener *l, void *http)
+{
+  int err = EVUTIL_SOCKET_ERROR();
+  struct conns *cs = NULL;
+  pthread_mutex_lock(&registry_lock);
+  for (int i = 0; i < REGISTRY_MAX && !cs; i++)
+    if (registry[i] && registry[i]->http == http)
+      cs = registry[i];
+  pthread_mutex_unlock(&registry_lock);
+  /* libevent would call accept() again at once and fail again, in a loop,
+   * as long as the descriptors are short; rest instead. */
+  evconnlistener_disable(l);
+  if (!cs)
+    return;
+  struct timeval pause = {0, ACCEPT_PAUSE_USEC};
+  evtimer_add(cs->resume_ev, &pause);
+  struct timeval now;
+  event_base_gettimeofday_cached(cs->w->base, &now);
+  double t = (double)now.tv_sec + (double)now.tv_usec / 1e6;
+  if (t - cs->last_warning >= 1) { /* at most one line a second per worker */
+    cs->last_warning = t;
+    log_event(LOG_WARN, "accept_failed", "worker=%d error=\"%s\" paused_ms=%d connections=%ld",
+              cs->w->index, evutil_socket_error_to_string(err), ACCEPT_PAUSE_USEC / 1000,
+              atomic_load(&cs->w->gw->nconns) + atomic_load(&cs->w->gw->nclients));
+  }
+}
+
+void conns_watch_listener(struct conns *cs, struct evconnlistener *l)
+{
+  (void)cs;
+  evconnlistener_set_error_cb(l, on_accept_error);
+}
+
+struct conns *conns_new(struct worker *w, struct evhttp *http)
+{
+  struct conns *cs = calloc(1, sizeof(*cs));
+  if (!cs)
+    return NULL;
+  cs->w = w;
+  cs->http = http;
+  cs->fresh_tail = &cs->fresh;
+  cs->adopt_ev = event_new(w->base, -1, 0, on_adopt, cs);
+  cs->resume_ev = evtimer_new(w->base, on_resume, cs);
+  int slot = -1;
+  pthread_mutex_lock(&registry_lock);
+  for (int i = 0; i < REGISTRY_MAX && slot < 0; i++)
+    if (!registry[i])
+      registry[(slot = i)] = cs;
+  pthread_mutex_unlock(&registry_lock);
+  if (!cs->adopt_ev || !cs->resume_ev || slot < 0) {
+    conns_free(cs);
+    return NULL;
+  }
+  /* Before any read event of the new connection can run. */
+  event_priority_set(cs->adopt_ev, 0);
+  evhttp_set_bevcb(http, make_bev, cs);
+  return cs;
+}
+
+void conns_free(struct conns *cs)
+{
+  if (!cs)
+    return;
+  pthread_mutex_lock(&registry_lock);
+  for (int i = 0; i < REGISTRY_MAX; i++)
+    if (registry[i] == cs)
+      registry[i] = NULL;
+  pthread_mutex_unlock(&registry_lock);
+  while (cs->fresh) {
+    struct conn *c = cs->fresh;
+    cs->fresh = c->next_fresh;
+    release(c);
+  }
+  if (cs->adopt_ev)
+    event_free(cs->adopt_ev);
+  if (cs->resume_ev)
+    event_free(cs->resume_ev);
+  free(cs->slots);
+  free(cs);
+}

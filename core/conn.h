@@ -1,0 +1,31 @@
+/* HTTP connections while evhttp holds them, from accept until they close
+ * or become streams: the --max-connections and --max-connections-per-peer
+ * limits, the --request-timeout deadline for a whole request, and pausing
+ * the listeners when accept() runs out of descriptors. One `struct conns`
+ * per worker, used on that worker's thread only. */
+#ifndef TINYSSE_CONN_H
+#define TINYSSE_CONN_H
+
+struct worker;
+struct evhttp;
+struct evhttp_request;
+struct evconnlistener;
+struct conns;
+
+/* Starts watching the connections http accepts for w. NULL on OOM. */
+struct conns *conns_new(struct worker *w, struct evhttp *http);
+/* Call after evhttp_free() of the same http (its connections are gone by
+ * then); releases the rest. NULL is fine. */
+void conns_free(struct conns *cs);
+/* Pauses l for a moment when accept() fails (EMFILE...) instead of letting
+ * libevent retry it at once, forever. */
+void conns_watch_listener(struct conns *cs, struct evconnlistener *l);
+/* A whole request has arrived on req's connection: its deadline stops until
+ * the answer has been written (and for good if it becomes a stream). */
+void conns_request_started(struct conns *cs, struct evhttp_request *req);
+/* Calls fn(req, NULL) once req's answer has been written (req's completion
+ * callback belongs to this file). */
+void conns_when_answered(struct conns *cs, struct evhttp_request *req,
+                         void (*fn)(struct evhttp_request *, void *));
+
+#endif
