@@ -143,9 +143,10 @@ describe("cluster mode", function()
     local ids = publish_range(a, 1, 10)
     -- Redis keeps --buffer entries, like each node
     wait_until("the stream to be trimmed", function() return redis:cli("XLEN", key) == "3" end)
-    wait_until("b to read everything", function()
-      return metric(b, "tinysse_redis_entries_read_total") == 10
-    end)
+    -- b has read up to 10 once a stream resuming after 9 gets 10 (a slow b,
+    -- under valgrind, may have skipped some with a gap reset: that is fine)
+    local probe = b:stream(STREAM, { ["Last-Event-ID"] = ids[9] })
+    assert.same({ 10 }, ns(take(probe, 1)))
     local s = b:stream(STREAM, { ["Last-Event-ID"] = ids[2] })
     local ev = s:message(WAIT)
     assert.equal("tinysse.reset", ev.event)
@@ -346,7 +347,7 @@ describe("cluster mode", function()
     local c = node({ key = key, buffer = 5000 })
     local churn = os.getenv("TINYSSE_CHURN") or (support.root .. "/build/spec/churn")
     local clients, messages = 300, 1000
-    if support.valgrind then clients, messages = 60, 200 end
+    if support.valgrind then clients, messages = 60, 500 end
     local out = support.sh(string.format("timeout 150 %s %d,%d,%d %s %d %d 100 2>&1; echo status=$?",
                                          churn, a.port, b.port, c.port, a.key, clients, messages))
     print(out)
