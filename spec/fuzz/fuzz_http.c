@@ -97,7 +97,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
   snprintf(gw.publish_key, sizeof(gw.publish_key), "%s", cfg.publish_key);
   gw.module_host.ud = &gw;
   gw.module_host.instance_secret = gw.secret;
-  gw.ring = ring_new((size_t)cfg.buffer);
+  gw.ring = ring_new((size_t)cfg.buffer, (struct msgpos){gw.epoch, 0});
   gw.presence = hub_new();
   gw.peers = hub_new();
   gw.conn_peers = hub_new();
