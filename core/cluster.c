@@ -198,6 +198,14 @@ static void awaiting(struct cluster_link *l)
     l->last_progress = mono_now();
 }
 
+/* The answer to a command of l, or NULL when there is none to act on (the
+ * connection went, or l has moved on to another one). */
+static redisReply *answer(struct cluster_link *l, redisAsyncContext *ac, void *r)
+{
+  progress(l, ac);
+  return l->ac == ac ? r : NULL;
+}
+
 static void on_connect(const redisAsyncContext *ac, int status)
 {
   struct cluster_link *l = ac->data;
@@ -216,19 +224,17 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 static void on_setup(redisAsyncContext *ac, void *r, void *priv)
 {
   struct cluster_link *l = priv;
-  redisReply *reply = r;
-  progress(l, ac);
-  if (l->ac == ac && reply && reply->type == REDIS_REPLY_ERROR)
+  redisReply *reply = answer(l, ac, r);
+  if (reply && reply->type == REDIS_REPLY_ERROR)
     link_drop(l, reply->str);
 }
 
 static void on_ready(redisAsyncContext *ac, void *r, void *priv)
 {
   struct cluster_link *l = priv;
-  redisReply *reply = r;
+  redisReply *reply = answer(l, ac, r);
   struct cluster *cl = l->cl;
-  progress(l, ac);
-  if (l->ac != ac || !reply)
+  if (!reply)
     return;
   if (reply->type == REDIS_REPLY_ERROR) {
     link_drop(l, reply->str);
@@ -537,9 +543,8 @@ static void on_backlog(redisAsyncContext *ac, void *r, void *priv)
 {
   struct cluster_link *l = priv;
   struct cluster *cl = l->cl;
-  redisReply *reply = r;
-  progress(l, ac);
-  if (l->ac != ac || !reply)
+  redisReply *reply = answer(l, ac, r);
+  if (!reply)
     return;
   if (reply->type != REDIS_REPLY_ARRAY) {
     link_drop(l, reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer to XREVRANGE");
@@ -559,9 +564,8 @@ static void on_read(redisAsyncContext *ac, void *r, void *priv)
 {
   struct cluster_link *l = priv;
   struct cluster *cl = l->cl;
-  redisReply *reply = r;
-  progress(l, ac);
-  if (l->ac != ac || !reply)
+  redisReply *reply = answer(l, ac, r);
+  if (!reply)
     return;
   if (reply->type != REDIS_REPLY_NIL) { /* NIL: BLOCK ran out, nothing new */
     /* [[key, [entry, ...]]] */

@@ -74,6 +74,26 @@ local function healthz(g)
   return status, json
 end
 
+-- A Redis user of its own for one node, so the spec can cut that node off.
+local function node_user(user, pw)
+  assert.equal("OK", redis:cli("ACL", "SETUSER", user, "on", ">" .. pw, "~*", "+@all"))
+  return redis:url(user .. ":" .. pw)
+end
+
+local function wait_degraded(g)
+  wait_until("the node to see Redis down", function()
+    local _, j = healthz(g)
+    return j and j.status == "degraded"
+  end)
+end
+
+-- Disables the user and drops its connections; g (its node) notices.
+local function cut_off(user, g)
+  assert.equal("OK", redis:cli("ACL", "SETUSER", user, "off"))
+  redis:cli("CLIENT", "KILL", "USER", user)
+  wait_degraded(g)
+end
+
 local function metric(g, name)
   local _, _, body = g:request("GET", "/metrics")
   return tonumber((body or ""):match("\n" .. name .. " (%d+)"))
@@ -207,19 +227,12 @@ describe("cluster mode", function()
 
   it("a node cut off from Redis catches up: its clients miss nothing that Redis kept", function()
     local key = new_key()
-    -- b connects as its own Redis user so the spec can cut b alone off
-    assert.equal("OK", redis:cli("ACL", "SETUSER", "nodeb", "on", ">pw-b", "~*", "+@all"))
     local a = node({ key = key })
-    local b = node({ key = key, url = redis:url("nodeb:pw-b") })
+    local b = node({ key = key, url = node_user("nodeb", "pw-b") })
     local s = b:stream(STREAM)
     publish_range(a, 1, 1)
     assert.same({ 1 }, ns(take(s, 1)))
-    assert.equal("OK", redis:cli("ACL", "SETUSER", "nodeb", "off"))
-    redis:cli("CLIENT", "KILL", "USER", "nodeb")
-    wait_until("b to notice", function()
-      local _, j = healthz(b)
-      return j and j.status == "degraded"
-    end)
+    cut_off("nodeb", b)
     publish_range(a, 2, 4) -- b cannot read these now
     assert.same({}, ns(s:drain(0.5)))
     assert.equal("OK", redis:cli("ACL", "SETUSER", "nodeb", "on"))
@@ -232,18 +245,12 @@ describe("cluster mode", function()
 
   it("resets a cut-off node's clients when Redis trimmed what they missed", function()
     local key = new_key()
-    assert.equal("OK", redis:cli("ACL", "SETUSER", "nodec", "on", ">pw-c", "~*", "+@all"))
     local a = node({ key = key, buffer = 3 })
-    local b = node({ key = key, buffer = 3, url = redis:url("nodec:pw-c") })
+    local b = node({ key = key, buffer = 3, url = node_user("nodec", "pw-c") })
     local s = b:stream(STREAM)
     publish_range(a, 1, 1)
     assert.same({ 1 }, ns(take(s, 1)))
-    assert.equal("OK", redis:cli("ACL", "SETUSER", "nodec", "off"))
-    redis:cli("CLIENT", "KILL", "USER", "nodec")
-    wait_until("b to notice", function()
-      local _, j = healthz(b)
-      return j and j.status == "degraded"
-    end)
+    cut_off("nodec", b)
     local ids = publish_range(a, 2, 10) -- Redis keeps 8..10; 2..7 are gone
     assert.equal("OK", redis:cli("ACL", "SETUSER", "nodec", "on"))
     local ev = s:message(WAIT)
