@@ -27,6 +27,7 @@
 #include "log.h"
 #include "message.h"
 #include "outq.h"
+#include "uring.h"
 #include "ring.h"
 #include "sse.h"
 #include "worker.h"
@@ -136,15 +137,13 @@ static void enqueue(struct client *c, struct frame *f)
 }
 
 /* After a pass: write what the pass queued at once (an idle client costs one
- * writev per pass, however many frames it got), and only then hold the rest
+ * send per pass, however many frames it got), and only then hold the rest
  * against --max-queue, so a burst a client can take is never mistaken for a
- * client that stopped reading. */
-static void flush(struct client *c)
+ * client that stopped reading. after_write is the second half: written is
+ * what the write returned (-1 for a socket error). */
+static void after_write(struct client *c, long written)
 {
-  c->dirty = 0;
-  if (c->state == CLIENT_CLOSED)
-    return;
-  if (outq_write(&c->out, c->fd) < 0) {
+  if (written < 0) {
     client_close(c, c->state == CLIENT_DRAINING ? c->reason : "closed");
     return;
   }
@@ -161,14 +160,84 @@ static void flush(struct client *c)
   want_write(c, left > 0);
 }
 
+static void flush(struct client *c)
+{
+  c->dirty = 0;
+  if (c->state == CLIENT_CLOSED)
+    return;
+  after_write(c, outq_write(&c->out, c->fd));
+}
+
+/* Takes the next client off the worker's FIFO. */
+static struct client *pop_dirty(struct worker *w)
+{
+  struct client *c = w->dirty;
+  w->dirty = c->dirty_next;
+  if (!w->dirty)
+    w->dirty_tail = NULL;
+  c->in_list = 0;
+  return c;
+}
+
+/* A slice flushed with one io_uring call for all its sends instead of a
+ * writev each (see uring.h). Each client then ends as after a writev. */
+static int flush_batched(struct worker *w, int max)
+{
+  struct uring *u = w->uring;
+  struct client *batch[WORKER_FLUSH_SLICE];
+  int n = 0;
+  if (max > WORKER_FLUSH_SLICE)
+    max = WORKER_FLUSH_SLICE;
+  while (w->dirty && n < max && !uring_full(u)) {
+    struct client *c = pop_dirty(w);
+    if (!c->dirty)
+      continue;
+    c->dirty = 0;
+    if (c->state == CLIENT_CLOSED)
+      continue;
+    if (c->out.n == 0 || uring_add(u, c->fd, &c->out) < 0) {
+      after_write(c, outq_write(&c->out, c->fd));
+      continue;
+    }
+    batch[n++] = c;
+  }
+  int rc = uring_run(u);
+  for (int i = 0; i < n; i++) {
+    struct client *c = batch[i];
+    ssize_t r = uring_result(u, i);
+    if (r == -ETIME) { /* still in the kernel's hands: give the client up */
+      outq_abandon(&c->out);
+      client_close(c, "error");
+    } else if (r == -ECANCELED) { /* never sent */
+      after_write(c, outq_write(&c->out, c->fd));
+    } else if (r < 0 && r != -EAGAIN && r != -EINTR) {
+      after_write(c, -1);
+    } else if (r > 0) {
+      size_t offered = uring_offered(u, i);
+      outq_consume(&c->out, (size_t)r);
+      long more = (size_t)r == offered && c->out.n > 0 ? outq_write(&c->out, c->fd) : 0;
+      after_write(c, more < 0 ? -1 : (long)r + more);
+    } else {
+      after_write(c, 0);
+    }
+  }
+  if (rc < 0) {
+    log_event(LOG_WARN, "io_uring_failed", "worker=%d reason=%s (writes one writev per stream from now on)",
+              w->index, strerror(errno));
+    uring_free(u);
+    w->uring = NULL;
+  } else {
+    uring_reset(u);
+  }
+  return w->dirty != NULL;
+}
+
 int client_flush_some(struct worker *w, int max)
 {
+  if (w->uring)
+    return flush_batched(w, max);
   while (w->dirty && max-- > 0) {
-    struct client *c = w->dirty;
-    w->dirty = c->dirty_next;
-    if (!w->dirty)
-      w->dirty_tail = NULL;
-    c->in_list = 0;
+    struct client *c = pop_dirty(w);
     if (c->dirty)
       flush(c);
   }

@@ -49,6 +49,7 @@ static const struct option_desc options[] = {
     {"script-memory", K_LONG, F(script_memory), 0, 1L << 20, 1L << 34, "bytes a Lua state may allocate"},
     {"log-level", K_STR, F(log_level), 0, 0, 0, "debug, info, warn or error"},
     {"assets", K_STR, F(assets), 0, 0, 0, "directory of the browser client files served at /tinysse.js, /tinysse.wasm, /demo"},
+    {"no-io-uring", K_FLAG, F(no_io_uring), 0, 0, 0, "write each stream with its own writev instead of one io_uring call per slice of streams"},
     {"access-log", K_FLAG, F(access_log), 0, 0, 0, "log one line per HTTP request (never the query string)"},
     {"check", K_FLAG, F(check), 0, 0, 0, "load the script, report problems, exit 0/1"},
     {"help", K_FLAG, F(help), 0, 0, 0, "this text"},

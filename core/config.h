@@ -23,7 +23,7 @@ struct config {
    * and HTTP connections that are not streams, per peer address */
   long max_connections, max_conn_per_peer;
   double request_timeout;
-  int check, help, version, access_log;
+  int check, help, version, access_log, no_io_uring;
   int publish_key_generated;
   /* which options the command line set (bit per option index) */
   unsigned long long set_by_cli, set_by_script;

@@ -81,6 +81,7 @@ struct worker {
   int nbound;
   int stopping;
   struct event *stop_ev;
+  struct uring *uring; /* batches the sends of a flush slice; NULL: writev */
   struct cluster_link *redis; /* cluster mode: this worker's publishing connection */
   pthread_t thread;
 };

@@ -30,8 +30,16 @@ int outq_push(struct outq *q, struct frame *f)
   return 0;
 }
 
-/* Drops `written` bytes from the front. */
-static void consume(struct outq *q, size_t written)
+static void shrink_if_empty(struct outq *q)
+{
+  if (q->n == 0 && q->cap > OUTQ_KEEP_CAP) {
+    free(q->slots);
+    q->slots = NULL;
+    q->cap = q->head = 0;
+  }
+}
+
+void outq_consume(struct outq *q, size_t written)
 {
   q->bytes -= written;
   while (written > 0) {
@@ -47,6 +55,22 @@ static void consume(struct outq *q, size_t written)
     q->head = (q->head + 1) & (q->cap - 1);
     q->n--;
   }
+  shrink_if_empty(q);
+}
+
+int outq_iov(const struct outq *q, struct iovec *iov, int max, size_t *offered)
+{
+  size_t sum = 0;
+  int k = 0;
+  for (uint32_t i = 0; i < q->n && k < max; i++, k++) {
+    struct frame *f = q->slots[(q->head + i) & (q->cap - 1)];
+    size_t skip = i == 0 ? q->off : 0;
+    iov[k].iov_base = f->data + skip;
+    iov[k].iov_len = f->len - skip;
+    sum += iov[k].iov_len;
+  }
+  *offered = sum;
+  return k;
 }
 
 long outq_write(struct outq *q, int fd)
@@ -54,32 +78,30 @@ long outq_write(struct outq *q, int fd)
   long total = 0;
   while (q->n > 0) {
     struct iovec iov[OUTQ_IOV];
-    size_t offered = 0;
-    int k = 0;
-    for (uint32_t i = 0; i < q->n && k < OUTQ_IOV; i++, k++) {
-      struct frame *f = q->slots[(q->head + i) & (q->cap - 1)];
-      size_t skip = i == 0 ? q->off : 0;
-      iov[k].iov_base = f->data + skip;
-      iov[k].iov_len = f->len - skip;
-      offered += iov[k].iov_len;
-    }
+    size_t offered;
+    int k = outq_iov(q, iov, OUTQ_IOV, &offered);
     ssize_t w = writev(fd, iov, k);
     if (w < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
         break;
       return -1;
     }
-    consume(q, (size_t)w);
+    outq_consume(q, (size_t)w);
     total += w;
     if ((size_t)w < offered)
       break; /* the socket took less than offered: it is full */
   }
-  if (q->n == 0 && q->cap > OUTQ_KEEP_CAP) {
-    free(q->slots);
-    q->slots = NULL;
-    q->cap = q->head = 0;
-  }
+  shrink_if_empty(q);
   return total;
+}
+
+void outq_abandon(struct outq *q)
+{
+  /* The frames stay referenced for good: the kernel may still read them. */
+  free(q->slots);
+  q->slots = NULL;
+  q->head = q->n = q->cap = q->off = 0;
+  q->bytes = 0;
 }
 
 void outq_clear(struct outq *q)

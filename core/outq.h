@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 struct frame;
+struct iovec;
 
 struct outq {
   struct frame **slots; /* circular; cap is a power of two */
@@ -22,6 +23,14 @@ int outq_push(struct outq *q, struct frame *f);
 /* Writes as much as the socket takes. Returns bytes written (>= 0), or -1
  * on a socket error other than EAGAIN (errno set). */
 long outq_write(struct outq *q, int fd);
+/* Fills up to max iovecs with the queue's front (the unwritten part of the
+ * head frame first); returns how many, with their total in *offered. */
+int outq_iov(const struct outq *q, struct iovec *iov, int max, size_t *offered);
+/* Drops `written` bytes from the front (after a write the caller made). */
+void outq_consume(struct outq *q, size_t written);
+/* Empties the queue without releasing its frames (they may still be read by
+ * a send the kernel has not finished; see uring.c). */
+void outq_abandon(struct outq *q);
 /* Drops every queued reference and the slot array. */
 void outq_clear(struct outq *q);
 

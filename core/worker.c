@@ -23,6 +23,7 @@
 #include "log.h"
 #include "message.h"
 #include "ring.h"
+#include "uring.h"
 #include "status.h"
 
 /* Events get the middle priority by default; fan-out and reaping the lowest. */
@@ -82,16 +83,13 @@ void worker_drain(struct worker *w)
    * and acknowledges more publishes. */
 }
 
-/* Clients flushed per slice: a few milliseconds of writev calls. */
-#define FLUSH_SLICE 256
-
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
   (void)fd;
   (void)what;
   struct worker *w = arg;
   w->flush_scheduled = 0;
-  if (client_flush_some(w, FLUSH_SLICE)) {
+  if (client_flush_some(w, WORKER_FLUSH_SLICE)) {
     worker_schedule_flush(w);
     return;
   }
@@ -440,7 +438,16 @@ struct worker *worker_current(void) { return current; }
 void worker_run(struct worker *w)
 {
   current = w;
+  /* The ring belongs to this thread (it is created single-issuer). */
+  if (!w->gw->cfg->no_io_uring) {
+    w->uring = uring_new(WORKER_FLUSH_SLICE);
+    if (!w->uring && w->index == 0)
+      log_event(LOG_INFO, "io_uring_unavailable", "reason=%s (streams are written with one writev each)",
+                strerror(errno));
+  }
   event_base_dispatch(w->base);
+  uring_free(w->uring);
+  w->uring = NULL;
   current = NULL;
 }
 

@@ -27,6 +27,10 @@ void worker_drain(struct worker *w);
 void worker_request_reload(struct worker *w);
 void worker_request_stop(struct worker *w);
 
+/* Clients written per flush slice (between slices the loop reads and
+ * acknowledges more publishes): a few milliseconds of sends. */
+#define WORKER_FLUSH_SLICE 256
+
 /* Makes sure the flush event runs (client.c calls it when output is queued). */
 void worker_schedule_flush(struct worker *w);
 

@@ -70,6 +70,9 @@ function M.start(opts)
     args[#args + 1] = "--publish-key"; args[#args + 1] = g.key
   end
   for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
+  -- TINYSSE_TEST_ARGS: options added to every gateway a spec starts (.ci/test
+  -- runs the end-to-end specs once more with --no-io-uring)
+  for a in (os.getenv("TINYSSE_TEST_ARGS") or ""):gmatch("%S+") do args[#args + 1] = a end
   local env = ""
   for k, v in pairs(opts.env or {}) do env = env .. k .. "=" .. shell_quote(v) .. " " end
   local cmd = {}
