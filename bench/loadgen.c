@@ -7,8 +7,10 @@
  * the connect rate: streams whose response headers arrived, per second.
  * Phase 2 publishes --messages payloads of about --payload bytes to one
  * channel that every client joined, over --publishers keep-alive
- * connections (to --pub-port when given: another node of a cluster) (back to back, or sharing --rate publishes/s). Each payload
- * is {"t":<CLOCK_MONOTONIC us at send>,"pad":"xx.."}; every received data
+ * connections (to --pub-port when given: another node of a cluster), back
+ * to back or sharing --rate publishes/s (paced exactly: message k is due at
+ * start + k/rate, and a publisher still waiting for its previous answer
+ * sends it as soon as that arrives). Each payload is {"t":<CLOCK_MONOTONIC us at send>,"pad":"xx.."}; every received data
  * line is parsed for "t" and its latency goes into a log-linear histogram.
  * It stops when every expected delivery arrived, after --quiet seconds
  * without deliveries once all publishes were answered, or at --timeout.
@@ -19,6 +21,15 @@
  *          nchan_channel_id_split_delimiter ","); POST /pub/<ch>.
  * Tokens are <prefix><i>, or HS256 JWTs {"sub":"<prefix><i>","role":"bench",
  * "exp":now+3600} when --jwt-secret is given.
+ *
+ * Reading streams: the streams libevent reports readable in one loop pass
+ * are read together with one io_uring submission of non-blocking receives
+ * (the way tinysse writes), so the load generator spends about one kernel
+ * receive per delivery and no system call of its own per stream: it must
+ * stay cheaper per delivery than the server it measures, or the latency it
+ * reports is its own. Readiness still comes from epoll, so the servers'
+ * side of the loopback is unchanged. --no-uring (or a build without
+ * liburing) reads each stream with its own read().
  *
  * --sync: print "READY ..." once streams are open and wait for SIGUSR1 before
  * publishing; print RESULT and wait for SIGUSR1 again before closing, so a
@@ -40,6 +51,9 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#ifdef TINYSSE_HAVE_URING
+#include <liburing.h>
+#endif
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -55,6 +69,7 @@ static const char *host = "127.0.0.1";
 static int port = 8080, pub_port; /* pub_port 0: the same as port */
 static int nclients = 1000, nmessages = 100, payload = 64, npublishers = 1, kchannels = 1;
 static int nsources = 1, window = 512, sync_mode;
+static int no_uring;
 static double rate, timeout_s = 120, quiet_s = 3, connect_timeout_s = 60;
 static const char *key = "", *token_prefix = "b", *jwt_secret, *channel = "c0";
 
@@ -128,6 +143,7 @@ struct client {
   char *hdr;
   uint32_t hlen;
   uint32_t got;
+  uint8_t queued; /* waiting for the batched read (rb_*) */
 };
 
 static struct event_base *base;
@@ -367,10 +383,90 @@ static void client_headers(struct client *c, const char *p, size_t n)
     body_feed(c, tail, rest);
 }
 
+/* ---- batched stream reads (io_uring) ---- */
+#ifdef TINYSSE_HAVE_URING
+#define RB_MAX 1024    /* receives per submission */
+#define RB_SLOT 4096   /* bytes per receive */
+static struct io_uring rb_ring;
+static int rb_on;
+static char *rb_bufs;
+static struct client **rb_queue;
+static int rb_n;
+static struct event *rb_ev;
+
+static void rb_drain(evutil_socket_t fd, short what, void *arg)
+{
+  while (rb_n > 0) {
+    int n = rb_n < RB_MAX ? rb_n : RB_MAX;
+    struct client **batch = rb_queue + rb_n - n;
+    for (int k = 0; k < n; k++) {
+      struct io_uring_sqe *sqe = io_uring_get_sqe(&rb_ring);
+      io_uring_prep_recv(sqe, batch[k]->fd, rb_bufs + (size_t)k * RB_SLOT, RB_SLOT, MSG_DONTWAIT);
+      io_uring_sqe_set_data64(sqe, (uint64_t)k);
+    }
+    int rc = io_uring_submit_and_wait(&rb_ring, (unsigned)n);
+    struct io_uring_cqe *cqe;
+    unsigned head, seen = 0;
+    io_uring_for_each_cqe(&rb_ring, head, cqe)
+    {
+      seen++;
+      struct client *c = batch[cqe->user_data];
+      c->queued = 0;
+      if (c->phase != C_STREAM)
+        continue;
+      if (cqe->res > 0) {
+        now_cached = now_us();
+        body_feed(c, rb_bufs + (size_t)cqe->user_data * RB_SLOT, (size_t)cqe->res);
+      } else if (cqe->res == 0 || (cqe->res != -EAGAIN && cqe->res != -EINTR)) {
+        client_close(c, 1);
+      }
+    }
+    io_uring_cq_advance(&rb_ring, seen);
+    if (rc < 0 || seen != (unsigned)n) {
+      fprintf(stderr, "loadgen: io_uring receive batch failed (%s)\n", strerror(rc < 0 ? -rc : EIO));
+      exit(1);
+    }
+    rb_n -= n;
+  }
+  if (expected && received >= expected)
+    finish("complete");
+}
+
+static void rb_init(void)
+{
+  struct io_uring_params p;
+  memset(&p, 0, sizeof(p));
+  p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+  if (io_uring_queue_init_params(RB_MAX, &rb_ring, &p) != 0) {
+    memset(&p, 0, sizeof(p));
+    if (io_uring_queue_init_params(RB_MAX, &rb_ring, &p) != 0) {
+      fprintf(stderr, "loadgen: io_uring unavailable, reading with read()\n");
+      return;
+    }
+  }
+  rb_bufs = malloc((size_t)RB_MAX * RB_SLOT);
+  rb_queue = calloc((size_t)(nclients ? nclients : 1), sizeof(*rb_queue));
+  rb_ev = event_new(base, -1, 0, rb_drain, NULL);
+  rb_on = rb_bufs && rb_queue && rb_ev;
+}
+#endif
+
 static void on_client(evutil_socket_t fd, short what, void *arg)
 {
   struct client *c = arg;
   int i = (int)(c - clients);
+#ifdef TINYSSE_HAVE_URING
+  if (rb_on && c->phase == C_STREAM) {
+    /* read with the others that are ready now, once the pass is over */
+    if (!c->queued) {
+      c->queued = 1;
+      rb_queue[rb_n++] = c;
+      if (rb_n == 1)
+        event_active(rb_ev, EV_TIMEOUT, 0);
+    }
+    return;
+  }
+#endif
   if (c->phase == C_CONNECTING) {
     int err = 0;
     socklen_t el = sizeof(err);
@@ -604,6 +700,12 @@ static void pub_send(struct pub *p)
   pub_flush(p);
 }
 
+/* --rate: message k is due at t_pub0 + k/rate exactly; a one-shot
+ * (precise) timer wakes the publishers for the next one, so publishes are
+ * evenly spaced rather than bunched on a coarse tick. */
+static struct event *pace_ev;
+static int pace_armed;
+
 static void pub_next(struct pub *p)
 {
   if (finished || p->busy || sent >= nmessages || p->fd < 0)
@@ -612,9 +714,22 @@ static void pub_next(struct pub *p)
     pub_send(p);
     return;
   }
-  uint64_t due = (uint64_t)((double)(now_us() - t_pub0) * rate / 1e6) + 1;
-  if ((uint64_t)sent < due)
+  uint64_t due = t_pub0 + (uint64_t)((double)sent * 1e6 / rate), now = now_us();
+  if (now >= due) {
     pub_send(p);
+  } else if (!pace_armed) {
+    uint64_t wait = due - now;
+    struct timeval tv = {(time_t)(wait / 1000000u), (suseconds_t)(wait % 1000000u)};
+    pace_armed = 1;
+    evtimer_add(pace_ev, &tv);
+  }
+}
+
+static void on_pace(evutil_socket_t fd, short what, void *arg)
+{
+  pace_armed = 0;
+  for (int i = 0; i < npublishers; i++)
+    pub_next(&pubs[i]);
 }
 
 /* Returns the length of one complete response at the start of buf, 0 if
@@ -848,7 +963,8 @@ static void usage(const char *argv0)
           "  [--clients N] [--messages M] [--payload BYTES] [--rate R (0 = back to back)]\n"
           "  [--publishers P] [--channels-per-client K] [--channel c0] [--sources S]\n"
           "  [--window W (connects in flight)] [--key KEY] [--token-prefix b]\n"
-          "  [--jwt-secret S] [--timeout s] [--quiet s] [--connect-timeout s] [--sync]\n",
+          "  [--jwt-secret S] [--timeout s] [--quiet s] [--connect-timeout s] [--sync]\n"
+          "  [--no-uring (read each stream with read() instead of batched io_uring receives)]\n",
           argv0);
   exit(2);
 }
@@ -863,7 +979,7 @@ int main(int argc, char **argv)
       {"jwt-secret", 1, 0, 'j'},  {"timeout", 1, 0, 'o'},    {"quiet", 1, 0, 'q'},
       {"window", 1, 0, 'w'},      {"sync", 0, 0, 'S'},       {"channel", 1, 0, 'C'},
       {"connect-timeout", 1, 0, 'x'}, {"help", 0, 0, 'H'}, {"pub-port", 1, 0, 'u'},
-      {0, 0, 0, 0}};
+      {"no-uring", 0, 0, 'N'},    {0, 0, 0, 0}};
   int o;
   while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     switch (o) {
@@ -892,6 +1008,7 @@ int main(int argc, char **argv)
     case 'q': quiet_s = atof(optarg); break;
     case 'w': window = atoi(optarg); break;
     case 'S': sync_mode = 1; break;
+    case 'N': no_uring = 1; break;
     case 'C': channel = optarg; break;
     case 'x': connect_timeout_s = atof(optarg); break;
     default: usage(argv[0]);
@@ -901,7 +1018,17 @@ int main(int argc, char **argv)
       kchannels < 1 || nsources < 1 || nsources > 254 || window < 1)
     usage(argv[0]);
   signal(SIGPIPE, SIG_IGN);
-  base = event_base_new();
+  struct event_config *ecfg = event_config_new();
+  if (ecfg) /* timers to the microsecond (timerfd), for --rate pacing */
+    event_config_set_flag(ecfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+  base = ecfg ? event_base_new_with_config(ecfg) : event_base_new();
+  if (ecfg)
+    event_config_free(ecfg);
+  pace_ev = evtimer_new(base, on_pace, NULL);
+#ifdef TINYSSE_HAVE_URING
+  if (!no_uring)
+    rb_init();
+#endif
   clients = calloc((size_t)(nclients ? nclients : 1), sizeof(*clients));
   for (int i = 0; i < nclients; i++)
     clients[i].fd = -1;
