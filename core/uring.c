@@ -15,6 +15,7 @@
 struct uring {
   struct io_uring ring;
   unsigned max, n;
+  int ready;             /* the ring exists */
   int dead;              /* a batch went wrong: the ring is not used again */
   struct msghdr *msgs;   /* one per slot (sends of several frames) */
   struct iovec *iov;     /* URING_IOV per slot */
@@ -54,15 +55,11 @@ struct uring *uring_new(unsigned max)
     rc = io_uring_queue_init_params(max, &u->ring, &p);
   }
   if (rc < 0) {
-    free(u->msgs);
-    free(u->iov);
-    free(u->offered);
-    free(u->res);
-    free(u->done);
-    free(u);
+    uring_free(u);
     errno = -rc;
     return NULL;
   }
+  u->ready = 1;
   io_uring_register_ring_fd(&u->ring); /* saves a lookup per call; optional */
   return u;
 }
@@ -71,7 +68,7 @@ void uring_free(struct uring *u)
 {
   if (!u)
     return;
-  if (u->max && u->msgs && u->iov && u->offered && u->res && u->done)
+  if (u->ready)
     io_uring_queue_exit(&u->ring);
   if (u->dead && u->n) {
     /* Sends may still be in the kernel's hands: their iovecs stay. */
