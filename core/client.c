@@ -226,6 +226,7 @@ static int flush_batched(struct worker *w, int max)
               w->index, strerror(errno));
     uring_free(u);
     w->uring = NULL;
+    atomic_store_explicit(&w->stats.io_uring, 0, memory_order_relaxed);
   } else {
     uring_reset(u);
   }

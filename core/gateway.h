@@ -34,6 +34,8 @@ struct worker_stats {
   /* HTTP connections closed by --request-timeout / refused at accept by
    * --max-connections or --max-connections-per-peer (conn.c) */
   atomic_ulong request_timeouts, connections_refused;
+  /* 1 while the worker writes streams in io_uring batches (uring.c) */
+  atomic_ulong io_uring;
   /* publish-to-write latency: one observation per message per worker, taken
    * when the fan-out pass that wrote it ends (bounds: metrics.c) */
   atomic_ulong write_latency_buckets[10], write_latency_count;

@@ -72,6 +72,7 @@ void metrics_render(struct gateway *gw, struct evbuffer *out)
   head(out, "tinysse_http_connections", "gauge", "HTTP connections other than streams (requests, idle keep-alive).");
   evbuffer_add_printf(out, "tinysse_http_connections %ld\n", atomic_load(&gw->nconns));
   summed(out, gw, "tinysse_request_timeouts_total", "counter", "Requests answered 408: not complete within --request-timeout.", WS(request_timeouts));
+  summed(out, gw, "tinysse_io_uring_workers", "gauge", "Workers writing streams in io_uring batches (the others write one writev per stream).", WS(io_uring));
   summed(out, gw, "tinysse_connections_refused_total", "counter", "Connections refused at accept by --max-connections or --max-connections-per-peer.", WS(connections_refused));
 
   /* publish-to-write latency, summed over workers */

@@ -441,6 +441,7 @@ void worker_run(struct worker *w)
   /* The ring belongs to this thread (it is created single-issuer). */
   if (!w->gw->cfg->no_io_uring) {
     w->uring = uring_new(WORKER_FLUSH_SLICE);
+    STAT_ADD(w->stats.io_uring, w->uring ? 1 : 0);
     if (!w->uring && w->index == 0)
       log_event(LOG_INFO, "io_uring_unavailable", "reason=%s (streams are written with one writev each)",
                 strerror(errno));
@@ -448,6 +449,7 @@ void worker_run(struct worker *w)
   event_base_dispatch(w->base);
   uring_free(w->uring);
   w->uring = NULL;
+  atomic_store_explicit(&w->stats.io_uring, 0, memory_order_relaxed);
   current = NULL;
 }
 
