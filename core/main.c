@@ -148,6 +148,7 @@ static void apply_reloaded_config(struct gateway *gw, const struct config *next)
   if (CHANGED(max_body)) NOTE(restart, "max_body");
   if (CHANGED(max_header)) NOTE(restart, "max_header");
   if (CHANGED(request_timeout)) NOTE(restart, "request_timeout");
+  if (CHANGED(no_io_uring)) NOTE(restart, "no_io_uring");
   if (strcmp(next->endpoint, cfg->endpoint) != 0) NOTE(restart, "endpoint");
   if ((next->redis == NULL) != (cfg->redis == NULL) ||
       (next->redis && strcmp(next->redis, cfg->redis) != 0) ||
