@@ -207,6 +207,12 @@ function Gateway:connect(timeout, source)
   return c
 end
 
+-- The value of an unlabelled counter or gauge in /metrics (nil if absent).
+function Gateway:metric(name)
+  local _, _, body = self:request("GET", "/metrics")
+  return tonumber((body or ""):match("\n" .. name .. " (%d+)"))
+end
+
 -- One request on a fresh connection. Returns status, headers, body, json.
 function Gateway:request(method, path, headers, body)
   local c = self:connect(5)

@@ -94,11 +94,6 @@ local function cut_off(user, g)
   wait_degraded(g)
 end
 
-local function metric(g, name)
-  local _, _, body = g:request("GET", "/metrics")
-  return tonumber((body or ""):match("\n" .. name .. " (%d+)"))
-end
-
 describe("cluster mode", function()
   setup(function() redis = support.start_redis() end)
   teardown(function() if redis then redis:stop() end end)
@@ -135,7 +130,7 @@ describe("cluster mode", function()
     assert.same({ 1, 2, 3, 4 }, ns(take(other, 4)))
     assert.equal(0, #other:drain(0.3))
     -- each node read each message once from Redis
-    for _, g in ipairs({ a, b, c }) do assert.equal(5, metric(g, "tinysse_redis_entries_read_total")) end
+    for _, g in ipairs({ a, b, c }) do assert.equal(5, g:metric("tinysse_redis_entries_read_total")) end
     assert.equal("5", redis:cli("XLEN", key))
   end)
 
@@ -216,8 +211,8 @@ describe("cluster mode", function()
     publish_range(a, 4, 4)
     assert.same({ 4 }, ns(take(s, 1)))
     assert.equal(0, #s:drain(0.3))
-    assert.is_true(metric(a, "tinysse_redis_publish_refused_total") >= 1)
-    assert.is_true(metric(b, "tinysse_redis_disconnects_total") >= 1)
+    assert.is_true(a:metric("tinysse_redis_publish_refused_total") >= 1)
+    assert.is_true(b:metric("tinysse_redis_disconnects_total") >= 1)
     assert.truthy(b:logtext():find("event=redis_down", 1, true))
     assert.truthy(b:logtext():find("event=redis_connected", 1, true))
     for _, g in ipairs({ a, b }) do assert.is_true(g:stop()) end
@@ -258,7 +253,7 @@ describe("cluster mode", function()
     assert.equal("gap", ev.json.reason)
     assert.equal(ids[6], ev.id) -- 7: the entry before the oldest kept, where replay starts
     assert.same({ 8, 9, 10 }, ns(take(s, 3)))
-    assert.equal(1, metric(b, "tinysse_redis_gaps_total"))
+    assert.equal(1, b:metric("tinysse_redis_gaps_total"))
   end)
 
   it("resets the clients of a node that fell further behind than Redis keeps, never skipping silently", function()
@@ -292,8 +287,8 @@ describe("cluster mode", function()
     publish_range(a, 2, 2)
     assert.same({ 1, 2 }, ns(take(s, 2)))
     assert.equal(0, #s:drain(0.3))
-    assert.equal(2, metric(a, "tinysse_redis_bad_entries_total"))
-    assert.equal(0, metric(a, "tinysse_redis_gaps_total"))
+    assert.equal(2, a:metric("tinysse_redis_bad_entries_total"))
+    assert.equal(0, a:metric("tinysse_redis_gaps_total"))
     assert.truthy(a:logtext():find("event=redis_bad_entry", 1, true))
   end)
 

@@ -25,11 +25,6 @@ local function closed(c, timeout)
   return err == nil or err == "closed", partial
 end
 
-local function metric(g, name)
-  local _, _, body = g:request("GET", "/metrics")
-  return tonumber(body:match("\n" .. name .. " (%d+)"))
-end
-
 describe("--request-timeout", function()
   local g
   setup(function()
@@ -68,7 +63,7 @@ describe("--request-timeout", function()
     assert.are.equal(200, st)
     assert.are.equal("still here", s:message(2).json.data)
     s:close()
-    assert.is_true(metric(g, "tinysse_request_timeouts_total") >= 1)
+    assert.is_true(g:metric("tinysse_request_timeouts_total") >= 1)
   end)
 
   it("gives a request whose body never ends the same deadline", function()
@@ -157,7 +152,7 @@ describe("--max-connections", function()
     local st = g:publish({ targets = { "user:mc" }, handler_id = 0, data = "after" })
     assert.are.equal(200, st)
     assert.are.equal("after", s:message(2).json.data) -- the stream kept working
-    assert.is_true(metric(g, "tinysse_connections_refused_total") >= 1)
+    assert.is_true(g:metric("tinysse_connections_refused_total") >= 1)
     for i = 6, 19 do idle[i]:close() end
     s:close()
   end)

@@ -4,11 +4,6 @@
 -- partial sends, waiting for writability).
 local T = require "support"
 
-local function metric(g, name)
-  local _, _, body = g:request("GET", "/metrics")
-  return tonumber(body:match("\n" .. name .. " (%d+)"))
-end
-
 local function uses_writev_only()
   return (os.getenv("TINYSSE_TEST_ARGS") or ""):find("--no-io-uring", 1, true) ~= nil
 end
@@ -24,7 +19,7 @@ for _, mode in ipairs({ "io_uring", "writev" }) do
     teardown(function() g:stop() end)
 
     it("says in /metrics which write path its workers use", function()
-      local n = metric(g, "tinysse_io_uring_workers")
+      local n = g:metric("tinysse_io_uring_workers")
       local workers = tonumber(os.getenv("TINYSSE_TEST_WORKERS") or "1")
       if mode == "writev" or uses_writev_only() then
         assert.are.equal(0, n)
@@ -69,7 +64,7 @@ for _, mode in ipairs({ "io_uring", "writev" }) do
         s:close()
       end
       assert.are.same({}, bad)
-      assert.are.equal(0, metric(g, "tinysse_slow_disconnects_total"))
+      assert.are.equal(0, g:metric("tinysse_slow_disconnects_total"))
     end)
   end)
 end
