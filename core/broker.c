@@ -1,6 +1,14 @@
 /* Publishing: id, frame, ring, inboxes; one lock. */
 #include "broker.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+
+#include "log.h"
 #include "ring.h"
 #include "sse.h"
 #include "worker.h"
@@ -30,21 +38,88 @@ static void wake_all(struct gateway *gw)
     worker_wake(gw->workers[i]);
 }
 
-size_t broker_publish(struct gateway *gw, const struct pub_item *items, size_t n,
-                      char (*ids)[MESSAGE_ID_MAX])
+/* Under the ring lock: consecutive positions, so a batch's ids are
+ * first..first+n-1. */
+static size_t publish_locked(struct gateway *gw, const struct pub_item *items, size_t n,
+                             char (*ids)[MESSAGE_ID_MAX])
 {
   size_t done = 0;
-  ring_lock(gw->ring);
   for (; done < n; done++) {
     struct msgpos pos = {gw->epoch, ring_last_seq(gw->ring) + 1};
     message_id_format(ids[done], pos.ms, pos.seq);
     if (append(gw, pos, ids[done], &items[done], MESSAGE_LIVE) != 0)
       break;
   }
+  return done;
+}
+
+size_t broker_publish(struct gateway *gw, const struct pub_item *items, size_t n,
+                      char (*ids)[MESSAGE_ID_MAX])
+{
+  ring_lock(gw->ring);
+  size_t done = publish_locked(gw, items, n, ids);
   ring_unlock(gw->ring);
   atomic_fetch_add(&gw->published, done);
   wake_all(gw);
   return done;
+}
+
+enum idem_result broker_publish_once(struct gateway *gw, const struct pub_item *items, size_t n,
+                                     const char *key, size_t keylen,
+                                     const unsigned char digest[IDEM_DIGEST_LEN],
+                                     char (*ids)[MESSAGE_ID_MAX], size_t *done)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+  struct msgpos first;
+  size_t had = 0;
+  *done = 0;
+  ring_lock(gw->ring);
+  enum idem_result r = idem_lookup(gw->idem, key, keylen, digest, now, &first, &had);
+  if (r == IDEM_REPEAT) {
+    for (size_t i = 0; i < had && i < n; i++)
+      message_id_format(ids[i], first.ms, first.seq + i);
+    *done = had < n ? had : n;
+  } else if (r == IDEM_NEW) {
+    *done = publish_locked(gw, items, n, ids);
+    if (*done == n && n > 0) {
+      first = (struct msgpos){gw->epoch, ring_last_seq(gw->ring) + 1 - n};
+      if (idem_remember(gw->idem, key, keylen, digest, now, first, n) != 0)
+        log_event(LOG_WARN, "idempotency_key_lost", "reason=\"out of memory\"");
+    }
+  }
+  ring_unlock(gw->ring);
+  if (r == IDEM_NEW) {
+    atomic_fetch_add(&gw->published, *done);
+    wake_all(gw);
+  }
+  return r;
+}
+
+void broker_digest(const struct pub_item *items, size_t n, int is_array,
+                   unsigned char out[IDEM_DIGEST_LEN])
+{
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+  if (!ctx) {
+    fprintf(stderr, "tinysse: out of memory\n");
+    abort();
+  }
+  unsigned char shape[2] = {(unsigned char)is_array, 0};
+  EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+  EVP_DigestUpdate(ctx, shape, 1);
+  for (size_t i = 0; i < n; i++) {
+    const struct pub_item *it = &items[i];
+    char head[64];
+    int hl = snprintf(head, sizeof(head), "%zu/%d/%zu/", it->ntargets, it->handler_id, it->json_len);
+    EVP_DigestUpdate(ctx, head, (size_t)hl);
+    for (size_t k = 0; k < it->ntargets; k++)
+      EVP_DigestUpdate(ctx, it->targets[k], strlen(it->targets[k]) + 1);
+    EVP_DigestUpdate(ctx, it->event ? it->event : "", it->event ? strlen(it->event) + 1 : 1);
+    EVP_DigestUpdate(ctx, it->json, it->json_len);
+  }
+  EVP_DigestFinal_ex(ctx, out, NULL);
+  EVP_MD_CTX_free(ctx);
 }
 
 size_t broker_ingest(struct gateway *gw, const struct msgpos *pos, const struct pub_item *items,

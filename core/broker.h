@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "gateway.h"
+#include "idem.h"
 #include "message.h"
 
 struct pub_item {
@@ -22,6 +23,21 @@ struct pub_item {
  * published (n unless memory ran out). */
 size_t broker_publish(struct gateway *gw, const struct pub_item *items, size_t n,
                       char (*ids)[MESSAGE_ID_MAX]);
+
+/* Single node, with an Idempotency-Key (scope and key): looks the key up
+ * and publishes, atomically. IDEM_NEW: published as broker_publish does
+ * (*done of n). IDEM_REPEAT: the key was used for the same digest within
+ * the window: nothing is published and ids get that publish's ids.
+ * IDEM_CONFLICT: used for a different digest; nothing happens. */
+enum idem_result broker_publish_once(struct gateway *gw, const struct pub_item *items, size_t n,
+                                     const char *key, size_t keylen,
+                                     const unsigned char digest[IDEM_DIGEST_LEN],
+                                     char (*ids)[MESSAGE_ID_MAX], size_t *done);
+/* What an Idempotency-Key guards: SHA-256 over the messages as parsed
+ * (targets, handler id, event, payload) and whether they came as an
+ * array, so the same publish written differently is still a repeat. */
+void broker_digest(const struct pub_item *items, size_t n, int is_array,
+                   unsigned char out[IDEM_DIGEST_LEN]);
 
 /* Cluster mode: n messages read from Redis, in stream order, at the given
  * positions (their ids). Those not past the ring's last position are skipped

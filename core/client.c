@@ -23,6 +23,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include "conn.h"
 #include "hub.h"
 #include "log.h"
 #include "message.h"
@@ -373,39 +374,6 @@ static void free_fields(struct client_params *p)
   free(p->channels);
 }
 
-static void free_evcon(evutil_socket_t fd, short what, void *arg)
-{
-  (void)fd;
-  (void)what;
-  evhttp_connection_free(arg);
-}
-
-/* Moves the socket out of evhttp's hands. evhttp_connection_free() shuts
- * its socket down, so the stream keeps a duplicate of the descriptor and
- * the original number is pointed at the worker's unconnected spare socket
- * before evhttp frees its connection (next loop turn, outside its callback). */
-static evutil_socket_t take_socket(struct worker *w, struct evhttp_request *req)
-{
-  static const struct timeval now = {0, 0};
-  struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-  struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-  evutil_socket_t fd = bufferevent_getfd(bev);
-  int mine = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (mine < 0)
-    return -1;
-  if (dup3(w->spare_fd, fd, O_CLOEXEC) < 0) {
-    close(mine);
-    return -1;
-  }
-  bufferevent_disable(bev, EV_READ | EV_WRITE);
-  event_base_once(w->base, -1, EV_TIMEOUT, free_evcon, evcon, &now);
-  /* Frames are written whole and at once; Nagle would hold a small frame
-   * back until the client acknowledges the previous one. */
-  int one = 1;
-  setsockopt(mine, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  return mine;
-}
-
 int client_open(struct worker *w, struct evhttp_request *req, struct client_params *p)
 {
   struct gateway *gw = w->gw;
@@ -458,8 +426,10 @@ int client_open(struct worker *w, struct evhttp_request *req, struct client_para
   p->nchannels = 0;
 
   /* Take the connection over from evhttp (nothing can fail after this). */
-  if ((c->fd = take_socket(w, req)) < 0)
+  if ((c->fd = conns_take_socket(w->conns, req)) < 0) {
+    rc = errno == EMFILE || errno == ENFILE ? -4 : -1;
     goto err;
+  }
   event_assign(c->ev, w->base, c->fd, EV_READ | EV_PERSIST, on_io, c);
   event_add(c->ev, NULL);
   char head[1024];
@@ -516,7 +486,7 @@ err:
     free(c);
   }
   atomic_fetch_sub(&gw->nclients, 1);
-  if (rc == -1) {
+  if (rc == -1 || rc == -4) {
     free_fields(p);
     memset(p, 0, sizeof(*p));
   }

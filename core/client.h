@@ -25,8 +25,8 @@ struct client_params {
 
 /* Opens the stream on req's connection. 0 on success (the client now owns
  * the connection and p's strings); -1 out of memory, -2 too many clients,
- * -3 too many from this peer: then nothing was taken and the caller answers
- * req. */
+ * -3 too many from this peer, -4 out of descriptors: then nothing was taken
+ * and the caller answers req. */
 int client_open(struct worker *w, struct evhttp_request *req, struct client_params *p);
 /* Queues m's frame unless the client already has it (replay seam). */
 void client_deliver(struct client *c, const struct message *m);

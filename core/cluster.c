@@ -16,6 +16,7 @@
 #include <json-c/json.h>
 
 #include "broker.h"
+#include "idem.h"
 #include "log.h"
 #include "publish.h"
 #include "ring.h"
@@ -619,19 +620,52 @@ static void follow_up(struct cluster_link *l)
 
 /* ---- publishing ---- */
 
-/* One atomic step in Redis: append the message, trimmed to --buffer
- * entries, with "p" = the id of the entry before it, so followers can tell
- * exactly whether they missed anything. ARGV: maxlen, data, targets,
- * handler_id [, event]. */
+/* One atomic step in Redis: append the messages, trimmed to --buffer
+ * entries, each with "p" = the id of the entry before it, so followers can
+ * tell exactly whether they missed anything. With an idempotency key
+ * (KEYS[2]) the same step checks it first, and records the digest and the
+ * ids for the window: a repeat gets the recorded ids and appends nothing,
+ * wherever it lands in the cluster. ARGV: maxlen, digest, window ms, then
+ * per message data, targets, handler_id, event ("" for none).
+ * Answer: {"new"|"repeat", id...}, {"conflict"}, or {"error", why, id...}. */
 static const char PUBLISH_SCRIPT[] =
+    "if KEYS[2] then\n"
+    "  local rec = redis.call('GET', KEYS[2])\n"
+    "  if rec then\n"
+    "    local out, i = {}, 0\n"
+    "    for w in string.gmatch(rec, '%S+') do\n"
+    "      i = i + 1\n"
+    "      if i == 1 and w ~= ARGV[2] then return {'conflict'} end\n"
+    "      out[i] = w\n"
+    "    end\n"
+    "    out[1] = 'repeat'\n"
+    "    return out\n"
+    "  end\n"
+    "end\n"
     "local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)\n"
     "local p = last[1] and last[1][1] or '0-0'\n"
-    "if ARGV[5] then\n"
-    "  return redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'p', p, 'd', ARGV[2], "
-    "'t', ARGV[3], 'h', ARGV[4], 'e', ARGV[5])\n"
+    "local ids = {'new'}\n"
+    "for b = 4, #ARGV, 4 do\n"
+    "  local r\n"
+    "  if ARGV[b + 3] ~= '' then\n"
+    "    r = redis.pcall('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'p', p, 'd', ARGV[b], "
+    "'t', ARGV[b + 1], 'h', ARGV[b + 2], 'e', ARGV[b + 3])\n"
+    "  else\n"
+    "    r = redis.pcall('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'p', p, 'd', ARGV[b], "
+    "'t', ARGV[b + 1], 'h', ARGV[b + 2])\n"
+    "  end\n"
+    "  if type(r) == 'table' and r.err then\n"
+    "    ids[1] = r.err\n"
+    "    table.insert(ids, 1, 'error')\n"
+    "    return ids\n"
+    "  end\n"
+    "  ids[#ids + 1] = r\n"
+    "  p = r\n"
     "end\n"
-    "return redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'p', p, 'd', ARGV[2], "
-    "'t', ARGV[3], 'h', ARGV[4])\n";
+    "if KEYS[2] then\n"
+    "  redis.call('SET', KEYS[2], ARGV[2] .. ' ' .. table.concat(ids, ' ', 2), 'PX', ARGV[3])\n"
+    "end\n"
+    "return ids\n";
 
 struct pub_ctx {
   struct cluster_link *l;
@@ -647,44 +681,57 @@ static void on_published(redisAsyncContext *ac, void *r, void *priv)
   redisReply *reply = r;
   progress(ctx->l, ac);
   char (*ids)[MESSAGE_ID_MAX] = calloc(ctx->n, sizeof(*ids));
-  const char *error = NULL;
+  const char *error = NULL, *note = NULL;
+  int status = 503;
   char why[300];
-  size_t stored = 0;
   if (!ids) {
     error = "out of memory (the messages may have been stored)";
   } else if (!reply) {
     error = "the connection to Redis was lost before it answered; the messages may or may not "
             "have been stored";
   } else if (reply->type == REDIS_REPLY_ERROR) {
-    snprintf(why, sizeof(why), "Redis refused the message: %s", reply->str);
+    snprintf(why, sizeof(why), "Redis refused the messages: %s", reply->str);
     error = why;
+  } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+             reply->element[0]->type != REDIS_REPLY_STRING) {
+    error = "unexpected answer from Redis; the messages may not have been stored";
   } else {
-    const redisReply *const *res = ctx->n == 1 ? (const redisReply *const *)&reply
-                                                : (const redisReply *const *)reply->element;
-    if (ctx->n > 1 && (reply->type != REDIS_REPLY_ARRAY || reply->elements != ctx->n)) {
-      error = "unexpected answer from Redis to EXEC; the messages may not have been stored";
+    const char *kind = reply->element[0]->str;
+    size_t first = 1; /* where the ids start */
+    if (strcmp(kind, "conflict") == 0) {
+      status = 409;
+      note = "conflict";
+    } else if (strcmp(kind, "error") == 0) {
+      snprintf(why, sizeof(why), "Redis refused message %zu: %s",
+               reply->elements >= 2 ? reply->elements - 2 : 0,
+               reply->elements >= 2 && reply->element[1]->type == REDIS_REPLY_STRING
+                   ? reply->element[1]->str : "unknown error");
+      error = why;
+      first = 2;
+    } else if (strcmp(kind, "new") == 0 || strcmp(kind, "repeat") == 0) {
+      status = 200;
+      note = kind[0] == 'r' ? "replayed" : NULL;
     } else {
-      for (size_t i = 0; i < ctx->n; i++) {
-        if (res[i]->type == REDIS_REPLY_STRING) {
-          snprintf(ids[i], MESSAGE_ID_MAX, "%s", res[i]->str);
-          stored++;
-        } else if (!error) {
-          snprintf(why, sizeof(why), "Redis refused message %zu: %s", i,
-                   res[i]->type == REDIS_REPLY_ERROR ? res[i]->str : "unexpected answer");
-          error = why;
-        }
-      }
+      error = "unexpected answer from Redis; the messages may not have been stored";
+    }
+    for (size_t i = first, k = 0; status != 409 && i < reply->elements && k < ctx->n; i++, k++)
+      if (reply->element[i]->type == REDIS_REPLY_STRING)
+        snprintf(ids[k], MESSAGE_ID_MAX, "%s", reply->element[i]->str);
+    if (status == 200 && reply->elements - 1 != ctx->n) {
+      error = "unexpected number of ids from Redis";
+      status = 503;
     }
   }
   if (error)
     atomic_fetch_add(&cl->publish_failed, 1);
-  ctx->done(ctx->arg, error ? 503 : 200, ids, ids ? ctx->n : 0, error);
+  ctx->done(ctx->arg, error ? 503 : status, ids, ids ? ctx->n : 0, error ? error : note);
   free(ids);
   free(ctx);
 }
 
-int cluster_publish(struct worker *w, const struct pub_item *items, size_t n, cluster_done_fn done,
-                    void *arg, char *err, size_t errlen)
+int cluster_publish(struct worker *w, const struct pub_item *items, size_t n,
+                    const struct cluster_once *once, cluster_done_fn done, void *arg, char *err,
+                    size_t errlen)
 {
   struct cluster_link *l = w->redis;
   struct cluster *cl = w->gw->cluster;
@@ -694,15 +741,29 @@ int cluster_publish(struct worker *w, const struct pub_item *items, size_t n, cl
              cl->url.host, cl->url.port);
     return -1;
   }
+  /* EVAL script numkeys stream [idem] maxlen digest window (data targets handler event)* */
+  size_t argc = 9 + 4 * n;
+  const char **argv = calloc(argc, sizeof(*argv));
+  size_t *lens = calloc(argc, sizeof(*lens));
+  char **owned = calloc(n + 1, sizeof(*owned)), (*handlers)[8] = calloc(n + 1, sizeof(*handlers));
   struct pub_ctx *ctx = calloc(1, sizeof(*ctx));
-  if (!ctx) {
-    snprintf(err, errlen, "out of memory");
-    return -1;
+  char window[32], idem_key[IDEM_KEY_MAX * 2 + 256];
+  int ok = argv && lens && owned && handlers && ctx;
+  size_t a = 0;
+  if (ok) {
+    argv[a++] = "EVAL";
+    argv[a++] = PUBLISH_SCRIPT;
+    argv[a++] = once ? "2" : "1";
+    argv[a++] = cl->key;
+    if (once) {
+      snprintf(idem_key, sizeof(idem_key), "%s:idem:%s", cl->key, once->key);
+      argv[a++] = idem_key;
+    }
+    argv[a++] = cl->maxlen;
+    argv[a++] = once ? once->digest : "-";
+    snprintf(window, sizeof(window), "%ld", (long)(w->gw->cfg->idem_window * 1000));
+    argv[a++] = window;
   }
-  *ctx = (struct pub_ctx){l, n, done, arg};
-  int ok = 1;
-  if (n > 1)
-    ok = redisAsyncCommand(l->ac, NULL, NULL, "MULTI") == REDIS_OK;
   for (size_t i = 0; ok && i < n; i++) {
     const struct pub_item *it = &items[i];
     /* Targets travel as one field, separated by line breaks (channel names
@@ -710,7 +771,7 @@ int cluster_publish(struct worker *w, const struct pub_item *items, size_t n, cl
     size_t tl = 0;
     for (size_t k = 0; k < it->ntargets; k++)
       tl += strlen(it->targets[k]) + 1;
-    char *t = malloc(tl ? tl : 1), handler[8];
+    char *t = owned[i] = malloc(tl ? tl : 1);
     if (!t) {
       ok = 0;
       break;
@@ -722,24 +783,30 @@ int cluster_publish(struct worker *w, const struct pub_item *items, size_t n, cl
       o += len;
       t[o++] = '\n';
     }
-    snprintf(handler, sizeof(handler), "%d", it->handler_id);
-    const char *argv[9] = {"EVAL", PUBLISH_SCRIPT, "1", cl->key, cl->maxlen, it->json, t, handler,
-                           it->event};
-    size_t lens[9];
-    for (int a = 0; a < 9; a++)
-      lens[a] = a == 5 ? it->json_len : a == 6 ? (o ? o - 1 : 0) : argv[a] ? strlen(argv[a]) : 0;
-    int argc = it->event ? 9 : 8;
-    ok = redisAsyncCommandArgv(l->ac, n == 1 ? on_published : NULL, n == 1 ? ctx : NULL, argc, argv,
-                               lens) == REDIS_OK;
-    free(t);
+    snprintf(handlers[i], sizeof(handlers[i]), "%d", it->handler_id);
+    argv[a] = it->json;
+    lens[a++] = it->json_len;
+    argv[a] = t;
+    lens[a++] = o ? o - 1 : 0;
+    argv[a++] = handlers[i];
+    argv[a++] = it->event ? it->event : "";
   }
-  if (ok && n > 1)
-    ok = redisAsyncCommand(l->ac, on_published, ctx, "EXEC") == REDIS_OK;
+  for (size_t i = 0; ok && i < a; i++)
+    if (!lens[i])
+      lens[i] = strlen(argv[i]);
+  if (ok) {
+    *ctx = (struct pub_ctx){l, n, done, arg};
+    ok = redisAsyncCommandArgv(l->ac, on_published, ctx, (int)a, argv, lens) == REDIS_OK;
+  }
+  for (size_t i = 0; owned && i < n; i++)
+    free(owned[i]);
+  free(owned);
+  free(handlers);
+  free(argv);
+  free(lens);
   if (!ok) {
-    /* Half a transaction may be queued: dropping the connection discards it. */
     free(ctx);
-    link_drop(l, "could not queue a command");
-    snprintf(err, errlen, "could not send the messages to Redis; nothing was published");
+    snprintf(err, errlen, "could not send the messages to Redis (out of memory); nothing was published");
     atomic_fetch_add(&cl->publish_refused, 1);
     return -1;
   }

@@ -50,15 +50,26 @@ int cluster_ready(const struct gateway *gw);
 int cluster_healthy(const struct gateway *gw);
 
 /* Answers for cluster_publish, on the worker's thread: status 200 with the
- * ids, or 503 with a reason (nothing, or possibly everything, stored: the
- * reason says which). */
+ * ids (reason NULL, or "replayed" when an idempotency key had already
+ * published them), 409 when the key was used for something else (reason
+ * "conflict"), or 503 with a reason (nothing, or possibly everything,
+ * stored: the reason says which; ids Redis confirmed are filled in). */
 typedef void (*cluster_done_fn)(void *arg, int status, char (*ids)[MESSAGE_ID_MAX], size_t n,
                                 const char *reason);
-/* Appends n messages to the stream (one MULTI/EXEC when n > 1). 0 when sent
- * (done is called later, exactly once), -1 when this worker's connection is
- * down (done is not called; err says why). */
-int cluster_publish(struct worker *w, const struct pub_item *items, size_t n, cluster_done_fn done,
-                    void *arg, char *err, size_t errlen);
+/* An Idempotency-Key for cluster_publish: key is the scope and key as
+ * text (kept in Redis as <redis-key>:idem:<key> for --idempotency-window),
+ * digest the publish's digest in hex. */
+struct cluster_once {
+  const char *key, *digest;
+};
+/* Appends n messages to the stream in one Redis script, so they are
+ * consecutive and all-or-nothing for Redis' part; with once, the key is
+ * checked and recorded in the same step. 0 when sent (done is called
+ * later, exactly once), -1 when this worker's connection is down (done is
+ * not called; err says why). */
+int cluster_publish(struct worker *w, const struct pub_item *items, size_t n,
+                    const struct cluster_once *once, cluster_done_fn done, void *arg, char *err,
+                    size_t errlen);
 
 void cluster_metrics(const struct gateway *gw, struct evbuffer *out);
 

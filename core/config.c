@@ -12,6 +12,7 @@
 
 #include "cluster.h"
 #include "log.h"
+#include "proxyproto.h"
 
 enum kind { K_STR, K_LIST, K_LONG, K_DOUBLE, K_FLAG };
 
@@ -42,6 +43,11 @@ static const struct option_desc options[] = {
     {"max-connections", K_LONG, F(max_connections), 0, 1, 10000000, "connections of any kind (streams, requests, idle keep-alive) beyond this get 503 (default --max-clients + 1024, within the open-files limit)"},
     {"max-connections-per-peer", K_LONG, F(max_conn_per_peer), 0, 1, 10000000, "HTTP connections other than streams (requests, idle keep-alive) one peer address may hold"},
     {"request-timeout", K_DOUBLE, F(request_timeout), 0, 0.1, 3600, "seconds to send a whole request, counted from accept or the previous answer (also the keep-alive idle time)"},
+    {"busy-retry-min", K_LONG, F(busy_retry_min), 0, 0, 3600000, "a stream refused for capacity or readiness gets retry: drawn from MIN..MAX ms"},
+    {"busy-retry-max", K_LONG, F(busy_retry_max), 0, 0, 3600000, "upper bound of that retry: in ms"},
+    {"trusted-proxy", K_LIST, F(trusted_proxy), F(ntrusted_proxy), 0, 0, "CIDR of a proxy whose PROXY protocol header or X-Forwarded-For names the client (repeatable)"},
+    {"idempotency-window", K_DOUBLE, F(idem_window), 0, 1, 86400, "seconds a publish's Idempotency-Key is remembered"},
+    {"idempotency-keys", K_LONG, F(idem_keys), 0, 1, 10000000, "most Idempotency-Keys one node remembers (oldest forgotten first)"},
     {"max-queue", K_LONG, F(max_queue), 0, 1024, 1L << 34, "bytes queued per stream before it is closed as slow"},
     {"max-body", K_LONG, F(max_body), 0, 64, 1L << 30, "largest request body in bytes"},
     {"max-header", K_LONG, F(max_header), 0, 256, 1L << 20, "largest request line plus headers in bytes"},
@@ -76,6 +82,10 @@ void config_defaults(struct config *c)
   c->max_connections = 0; /* --max-clients + 1024, see config_fit_connections */
   c->max_conn_per_peer = 1024;
   c->request_timeout = 10;
+  c->busy_retry_min = 1000;
+  c->busy_retry_max = 10000;
+  c->idem_window = 300;
+  c->idem_keys = 100000;
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   c->workers = cores > 0 ? cores : 1;
   c->max_queue = 1L << 20;
@@ -259,6 +269,19 @@ int config_validate(struct config *c, char *err, size_t errlen)
   if (!c->redis_key[0] || strlen(c->redis_key) > 200) {
     snprintf(err, errlen, "--redis-key: expected a key name of 1 to 200 bytes");
     return -1;
+  }
+  if (c->busy_retry_min > c->busy_retry_max) {
+    snprintf(err, errlen, "--busy-retry-min (%ld) must not exceed --busy-retry-max (%ld)",
+             c->busy_retry_min, c->busy_retry_max);
+    return -1;
+  }
+  for (int i = 0; i < c->ntrusted_proxy; i++) {
+    struct proxy_cidr r;
+    char why[200];
+    if (proxy_cidr_parse(c->trusted_proxy[i], &r, why, sizeof(why)) != 0) {
+      snprintf(err, errlen, "--trusted-proxy '%s': %s", c->trusted_proxy[i], why);
+      return -1;
+    }
   }
   if (c->nlisten == 0) {
     snprintf(err, errlen, "--listen: at least one address is needed");

@@ -23,6 +23,15 @@ struct config {
    * and HTTP connections that are not streams, per peer address */
   long max_connections, max_conn_per_peer;
   double request_timeout;
+  /* a refused stream's retry: is drawn from [min, max] ms (shedding) */
+  long busy_retry_min, busy_retry_max;
+  /* peers whose PROXY header / X-Forwarded-For name the real client */
+  const char *trusted_proxy[CONFIG_MAX_LIST];
+  int ntrusted_proxy;
+  /* Idempotency-Key: how long a key is remembered, and at most how many
+   * keys a single node keeps */
+  double idem_window;
+  long idem_keys;
   int check, help, version, access_log, no_io_uring;
   int publish_key_generated;
   /* which options the command line set (bit per option index) */

@@ -11,26 +11,35 @@
  * one header byte a second would hold a connection forever. Here a timer
  * runs from accept (or from the end of the previous answer, on keep-alive)
  * until a whole request has arrived, and is not moved by the bytes. */
+#define _GNU_SOURCE /* dup3 */
 #include "conn.h"
 
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <event2/util.h>
 #include <json-c/json.h>
 
 #include "http.h"
 #include "hub.h"
 #include "jsonutil.h"
 #include "log.h"
+#include "proxyproto.h"
 #include "worker.h"
 
 /* Past the limit, up to CONFIG_ANSWERED_REFUSALS connections at a time get
@@ -54,17 +63,32 @@ struct conn {
   struct evhttp_connection *evcon; /* NULL until adopted */
   struct event *deadline;
   struct evbuffer_cb_entry *watch; /* notes bytes arriving */
-  struct hub_sub *peer;            /* in gw->conn_peers */
+  struct hub_sub *peer;            /* in gw->conn_peers, once it is not a stream */
   enum conn_state state;
   int got_bytes; /* since the deadline was last armed */
+  int over;      /* accepted past --max-connections: refused once read */
   long rank;     /* connections open when it was accepted, itself included */
   void (*then)(struct evhttp_request *, void *); /* also when the answer is written */
   struct conn *next_fresh;
+  /* evhttp's bufferevent callbacks, while a PROXY header is read first */
+  bufferevent_data_cb http_read;
+  bufferevent_event_cb http_event;
+  void *http_arg;
+  /* the client: the TCP peer, or what a trusted proxy said it is (the
+   * PROXY header for the connection, X-Forwarded-For per request) */
+  char addr[PROXY_ADDR_MAX], req_addr[PROXY_ADDR_MAX];
+  unsigned port, req_port;
 };
 
 struct conns {
   struct worker *w;
   struct evhttp *http;
+  int spare_fd; /* an unconnected socket; see conns_take_socket() */
+  /* connections whose socket a stream took, freed right after the
+   * callback that handed them over (by free_ev, highest priority) */
+  struct evhttp_connection **handed;
+  size_t nhanded, handed_cap;
+  struct event *free_ev;
   struct conn *fresh, **fresh_tail; /* accepted, not adopted yet (FIFO) */
   struct event *adopt_ev, *resume_ev;
   int burst_paused; /* listeners stopped until the fresh ones are adopted */
@@ -224,13 +248,9 @@ static void answer_and_close(struct conn *c, int code, const char *error, const 
   bufferevent_setcb(c->bev, drain_input, on_answer_written, on_closing_event, c);
   bufferevent_enable(c->bev, EV_READ | EV_WRITE);
   arm(c, LINGER_SECONDS);
-  if (cfg->access_log) {
-    char *addr = NULL;
-    ev_uint16_t port = 0;
-    evhttp_connection_get_peer(c->evcon, &addr, &port);
+  if (cfg->access_log)
     log_event(LOG_INFO, "access", "id=%s method=- path=- status=%d peer=%s:%u", id, code,
-              addr ? addr : "?", (unsigned)port);
-  }
+              c->addr, c->port);
 }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
@@ -265,15 +285,46 @@ static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
     ((struct conn *)arg)->got_bytes = 1;
 }
 
-/* Over a limit: a 503 while few such answers are in flight, else a close. */
-static void refuse(struct conn *c, long excess, const char *message)
+/* Puts evhttp's callbacks back once the PROXY header is read (or found
+ * missing: a trusted proxy may also speak plain HTTP). */
+static void proxy_done(struct conn *c)
 {
-  struct worker *w = c->cs->w;
-  STAT_ADD(w->stats.connections_refused, 1);
-  if (excess > CONFIG_ANSWERED_REFUSALS)
-    evhttp_connection_free(c->evcon);
-  else
-    answer_and_close(c, 503, "too_many_connections", message);
+  bufferevent_setcb(c->bev, c->http_read, NULL, c->http_event, c->http_arg);
+  c->http_read = NULL;
+}
+
+static void proxy_read(struct bufferevent *bev, void *arg)
+{
+  struct conn *c = arg;
+  struct evbuffer *in = bufferevent_get_input(bev);
+  size_t len = evbuffer_get_length(in);
+  if (len > PROXY_HEADER_MAX)
+    len = PROXY_HEADER_MAX;
+  struct proxy_header h;
+  int n = proxy_parse(evbuffer_pullup(in, (ev_ssize_t)len), len, &h);
+  if (n == -2)
+    return; /* more to come, within --request-timeout */
+  if (n > 0) {
+    evbuffer_drain(in, (size_t)n);
+    if (!h.local) {
+      snprintf(c->addr, sizeof(c->addr), "%s", h.addr);
+      c->port = h.port;
+    }
+  }
+  bufferevent_data_cb read = c->http_read;
+  void *http_arg = c->http_arg;
+  proxy_done(c);
+  if (evbuffer_get_length(in) > 0)
+    read(bev, http_arg); /* may free c */
+}
+
+static void proxy_event(struct bufferevent *bev, short what, void *arg)
+{
+  struct conn *c = arg;
+  bufferevent_event_cb event = c->http_event;
+  void *http_arg = c->http_arg;
+  proxy_done(c);
+  event(bev, what, http_arg); /* may free c */
 }
 
 static void adopt(struct conn *c)
@@ -282,8 +333,9 @@ static void adopt(struct conn *c)
   struct gateway *gw = cs->w->gw;
   struct config *cfg = gw->cfg;
   bufferevent_data_cb readcb = NULL;
+  bufferevent_event_cb eventcb = NULL;
   void *evcon = NULL;
-  bufferevent_getcb(c->bev, &readcb, NULL, NULL, &evcon);
+  bufferevent_getcb(c->bev, &readcb, NULL, &eventcb, &evcon);
   if (!readcb || !evcon) { /* evhttp already gave up on it */
     release(c);
     return;
@@ -297,27 +349,36 @@ static void adopt(struct conn *c)
     evhttp_connection_free(c->evcon);
     return;
   }
-
-  char *addr = NULL, msg[160];
+  char *addr = NULL;
   ev_uint16_t port = 0;
   evhttp_connection_get_peer(c->evcon, &addr, &port);
-  const char *peer = addr ? addr : "?";
-  pthread_mutex_lock(&gw->presence_lock);
-  c->peer = hub_subscribe(gw->conn_peers, c, &peer, 1);
-  long from_peer = (long)hub_subscribers(gw->conn_peers, peer);
-  pthread_mutex_unlock(&gw->presence_lock);
+  snprintf(c->addr, sizeof(c->addr), "%s", addr ? addr : "?");
+  c->port = port;
+
+  /* Past --max-connections: a few at a time are read, so a stream request
+   * can be shed the way a browser survives (and others get their 503);
+   * beyond those, the connection is closed unanswered, which EventSource
+   * takes as a network error and retries. The per-peer limit on
+   * connections that are not streams waits for the request: a burst of
+   * stream requests from one address is not what it is for. */
+  double deadline = cfg->request_timeout;
   if (c->rank > cfg->max_connections) {
-    snprintf(msg, sizeof(msg), "this gateway is at its limit of %ld connections",
-             cfg->max_connections);
-    refuse(c, c->rank - cfg->max_connections, msg);
-  } else if (from_peer > cfg->max_conn_per_peer) {
-    snprintf(msg, sizeof(msg),
-             "your address holds %ld connections other than streams, the limit per address",
-             cfg->max_conn_per_peer);
-    refuse(c, from_peer - cfg->max_conn_per_peer, msg);
-  } else {
-    c->state = CONN_READING;
-    arm(c, cfg->request_timeout);
+    STAT_ADD(cs->w->stats.connections_refused, 1);
+    if (c->rank - cfg->max_connections > CONFIG_ANSWERED_REFUSALS) {
+      evhttp_connection_free(c->evcon);
+      return;
+    }
+    c->over = 1;
+    if (deadline > LINGER_SECONDS)
+      deadline = LINGER_SECONDS;
+  }
+  c->state = CONN_READING;
+  arm(c, deadline);
+  if (gw->ntrusted && proxy_cidr_match(gw->trusted, gw->ntrusted, c->addr)) {
+    c->http_read = readcb;
+    c->http_event = eventcb;
+    c->http_arg = evcon;
+    bufferevent_setcb(c->bev, proxy_read, NULL, proxy_event, c);
   }
 }
 
@@ -397,14 +458,96 @@ static void on_answered(struct evhttp_request *req, void *arg)
   arm(c, c->cs->w->gw->cfg->request_timeout);
 }
 
-void conns_request_started(struct conns *cs, struct evhttp_request *req)
+/* The client behind req: a trusted peer's X-Forwarded-For names it. */
+static void request_peer(struct conn *c, struct evhttp_request *req)
+{
+  struct gateway *gw = c->cs->w->gw;
+  snprintf(c->req_addr, sizeof(c->req_addr), "%s", c->addr);
+  c->req_port = c->port;
+  if (!gw->ntrusted || !proxy_cidr_match(gw->trusted, gw->ntrusted, c->addr))
+    return;
+  /* Several X-Forwarded-For headers are one list, in order. Only its
+   * right end matters (the hops our proxies added): a client padding its
+   * own part cannot push them out of reach. */
+  struct evkeyvalq *hs = evhttp_request_get_input_headers(req);
+  struct evkeyval *kv;
+  size_t total = 0;
+  TAILQ_FOREACH(kv, hs, next)
+    if (evutil_ascii_strcasecmp(kv->key, "X-Forwarded-For") == 0)
+      total += strlen(kv->value) + 1;
+  if (!total)
+    return;
+  char *xff = malloc(total);
+  if (!xff)
+    return; /* keeps the proxy's address */
+  size_t len = 0;
+  TAILQ_FOREACH(kv, hs, next) {
+    if (evutil_ascii_strcasecmp(kv->key, "X-Forwarded-For") != 0)
+      continue;
+    if (len)
+      xff[len++] = ',';
+    size_t n = strlen(kv->value);
+    memcpy(xff + len, kv->value, n);
+    len += n;
+  }
+  xff[len] = '\0';
+  const char *tail = xff;
+  if (len > PROXY_XFF_MAX_LEN) {
+    tail = xff + len - PROXY_XFF_MAX_LEN;
+    const char *comma = strchr(tail, ',');
+    tail = comma ? comma + 1 : xff + len; /* a hop cut in two is dropped */
+  }
+  if (proxy_xff_client(tail, gw->trusted, gw->ntrusted, c->req_addr, sizeof(c->req_addr)) == 0)
+    c->req_port = 0;
+  free(xff);
+}
+
+int conns_request_started(struct conns *cs, struct evhttp_request *req, int is_stream)
 {
   struct conn *c = table_get(cs, evhttp_request_get_connection(req));
-  if (!c || c->state != CONN_READING)
-    return;
-  event_del(c->deadline);
-  c->state = CONN_HANDLING;
-  evhttp_request_set_on_complete_cb(req, on_answered, c);
+  if (!c)
+    return CONNS_OK; /* evhttp made this connection's bufferevent itself (OOM) */
+  if (c->state == CONN_READING) {
+    event_del(c->deadline);
+    c->state = CONN_HANDLING;
+    evhttp_request_set_on_complete_cb(req, on_answered, c);
+  }
+  request_peer(c, req);
+  if (c->over)
+    return CONNS_OVER_LIMIT;
+  if (is_stream || c->peer)
+    return CONNS_OK;
+  /* From its first request that is not a stream, the connection counts
+   * against --max-connections-per-peer until it closes. */
+  struct gateway *gw = cs->w->gw;
+  const char *peer = c->req_addr;
+  pthread_mutex_lock(&gw->presence_lock);
+  c->peer = hub_subscribe(gw->conn_peers, c, &peer, 1);
+  long from_peer = (long)hub_subscribers(gw->conn_peers, peer);
+  pthread_mutex_unlock(&gw->presence_lock);
+  if (from_peer > gw->cfg->max_conn_per_peer) {
+    STAT_ADD(cs->w->stats.connections_refused, 1);
+    return CONNS_OVER_PEER_LIMIT;
+  }
+  return CONNS_OK;
+}
+
+const char *conns_peer(struct conns *cs, struct evhttp_request *req, unsigned *port)
+{
+  struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+  struct conn *c = table_get(cs, evcon);
+  if (c && c->state != CONN_READING) {
+    if (port)
+      *port = c->req_port;
+    return c->req_addr;
+  }
+  char *addr = NULL;
+  ev_uint16_t p = 0;
+  if (evcon)
+    evhttp_connection_get_peer(evcon, &addr, &p);
+  if (port)
+    *port = p;
+  return addr ? addr : "?";
 }
 
 void conns_when_answered(struct conns *cs, struct evhttp_request *req,
@@ -451,6 +594,64 @@ static void on_accept_error(struct evconnlistener *l, void *http)
   }
 }
 
+static void on_free_handed(evutil_socket_t fd, short what, void *arg)
+{
+  (void)fd;
+  (void)what;
+  struct conns *cs = arg;
+  for (size_t i = 0; i < cs->nhanded; i++) {
+    /* The descriptor number now holds a duplicate of the spare socket.
+     * libevent would close it only when the bufferevent's finalizer runs,
+     * late in the loop turn: close it here instead, so a storm does not
+     * pile up descriptors. */
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(cs->handed[i]);
+    evutil_socket_t number = bufferevent_getfd(bev);
+    bufferevent_setfd(bev, -1);
+    evhttp_connection_free(cs->handed[i]); /* shuts the spare down, harmlessly */
+    if (number >= 0)
+      close(number);
+  }
+  cs->nhanded = 0;
+}
+
+/* evhttp_connection_free() shuts its socket down, so the stream keeps a
+ * duplicate of the descriptor and the original number is pointed at the
+ * spare unconnected socket before evhttp frees its connection, outside
+ * evhttp's own callback (next loop turn). In a storm, thousands of streams
+ * are handed over in one loop turn and would each hold two descriptors
+ * until then; but a connection handed over by an earlier callback is no
+ * longer in use by evhttp, so each hand-over frees those first. */
+int conns_take_socket(struct conns *cs, struct evhttp_request *req)
+{
+  struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+  struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+  evutil_socket_t fd = bufferevent_getfd(bev);
+  on_free_handed(-1, 0, cs);
+  if (cs->nhanded == cs->handed_cap) {
+    size_t cap = cs->handed_cap ? cs->handed_cap * 2 : 16;
+    struct evhttp_connection **p = realloc(cs->handed, cap * sizeof(*p));
+    if (!p)
+      return -1;
+    cs->handed = p;
+    cs->handed_cap = cap;
+  }
+  int mine = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (mine < 0)
+    return -1;
+  if (dup3(cs->spare_fd, fd, O_CLOEXEC) < 0) {
+    close(mine);
+    return -1;
+  }
+  bufferevent_disable(bev, EV_READ | EV_WRITE);
+  cs->handed[cs->nhanded++] = evcon;
+  { static const struct timeval now = {0, 0}; event_add(cs->free_ev, &now); }
+  /* Frames are written whole and at once; Nagle would hold a small frame
+   * back until the client acknowledges the previous one. */
+  int one = 1;
+  setsockopt(mine, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  return mine;
+}
+
 void conns_watch_listener(struct conns *cs, struct evconnlistener *l)
 {
   (void)cs;
@@ -462,23 +663,27 @@ struct conns *conns_new(struct worker *w, struct evhttp *http)
   struct conns *cs = calloc(1, sizeof(*cs));
   if (!cs)
     return NULL;
+  cs->spare_fd = -1;
   cs->w = w;
   cs->http = http;
   cs->fresh_tail = &cs->fresh;
   cs->adopt_ev = event_new(w->base, -1, 0, on_adopt, cs);
   cs->resume_ev = evtimer_new(w->base, on_resume, cs);
+  cs->free_ev = evtimer_new(w->base, on_free_handed, cs);
+  cs->spare_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int slot = -1;
   pthread_mutex_lock(&registry_lock);
   for (int i = 0; i < REGISTRY_MAX && slot < 0; i++)
     if (!registry[i])
       registry[(slot = i)] = cs;
   pthread_mutex_unlock(&registry_lock);
-  if (!cs->adopt_ev || !cs->resume_ev || slot < 0) {
+  if (!cs->adopt_ev || !cs->resume_ev || !cs->free_ev || cs->spare_fd < 0 || slot < 0) {
     conns_free(cs);
     return NULL;
   }
   /* Before any read event of the new connection can run. */
   event_priority_set(cs->adopt_ev, 0);
+  event_priority_set(cs->free_ev, 0);
   evhttp_set_bevcb(http, make_bev, cs);
   return cs;
 }
@@ -501,6 +706,11 @@ void conns_free(struct conns *cs)
     event_free(cs->adopt_ev);
   if (cs->resume_ev)
     event_free(cs->resume_ev);
+  if (cs->free_ev)
+    event_free(cs->free_ev);
+  free(cs->handed);
+  if (cs->spare_fd >= 0)
+    close(cs->spare_fd);
   free(cs->slots);
   free(cs);
 }

@@ -21,8 +21,23 @@ void conns_free(struct conns *cs);
  * libevent retry it at once, forever. */
 void conns_watch_listener(struct conns *cs, struct evconnlistener *l);
 /* A whole request has arrived on req's connection: its deadline stops until
- * the answer has been written (and for good if it becomes a stream). */
-void conns_request_started(struct conns *cs, struct evhttp_request *req);
+ * the answer has been written (and for good if it becomes a stream).
+ * Returns CONNS_OK, or why the request must be refused: the connection was
+ * accepted past --max-connections (a stream request is then shed, others
+ * get 503), or, for a request that is not a stream, its client holds more
+ * than --max-connections-per-peer such connections (503). Either way the
+ * caller answers with Connection: close. */
+enum { CONNS_OK, CONNS_OVER_LIMIT, CONNS_OVER_PEER_LIMIT };
+int conns_request_started(struct conns *cs, struct evhttp_request *req, int is_stream);
+/* Takes req's socket out of evhttp's hands for a stream: returns a
+ * descriptor the caller owns (TCP_NODELAY set), or -1 when none is left;
+ * evhttp's connection is freed right after the current callback. */
+int conns_take_socket(struct conns *cs, struct evhttp_request *req);
+/* The client's address for req (and its port, 0 when unknown): the TCP
+ * peer, or, from a --trusted-proxy, the PROXY header's source and then
+ * X-Forwarded-For's right-most untrusted hop. Valid until the next request
+ * on the connection. */
+const char *conns_peer(struct conns *cs, struct evhttp_request *req, unsigned *port);
 /* Calls fn(req, NULL) once req's answer has been written (req's completion
  * callback belongs to this file). */
 void conns_when_answered(struct conns *cs, struct evhttp_request *req,

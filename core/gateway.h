@@ -13,6 +13,7 @@
 #include "config.h"
 #include "host.h"
 #include "message.h"
+#include "proxyproto.h"
 
 struct event_base;
 struct event;
@@ -26,6 +27,19 @@ struct cluster;
 struct cluster_link;
 struct conns;
 
+/* Why a stream request was shed: answered 200 with tinysse.busy and a
+ * jittered retry: instead of a status that makes EventSource give up
+ * (names: stream.c). */
+enum shed_reason {
+  SHED_MAX_CLIENTS,
+  SHED_MAX_CLIENTS_PER_PEER,
+  SHED_MAX_CONNECTIONS,
+  SHED_NOT_READY,
+  SHED_SHUTTING_DOWN,
+  SHED_REASONS
+};
+extern const char *const shed_reason_names[SHED_REASONS];
+
 /* Counters owned by one worker: written only by it (relaxed stores), summed
  * by /metrics from any thread. */
 struct worker_stats {
@@ -34,6 +48,8 @@ struct worker_stats {
   /* HTTP connections closed by --request-timeout / refused at accept by
    * --max-connections or --max-connections-per-peer (conn.c) */
   atomic_ulong request_timeouts, connections_refused;
+  /* stream requests shed, by reason */
+  atomic_ulong shed[SHED_REASONS];
   /* 1 while the worker writes streams in io_uring batches (uring.c) */
   atomic_ulong io_uring;
   /* publish-to-write latency: one observation per message per worker, taken
@@ -78,7 +94,6 @@ struct worker {
   size_t nreap, reap_cap;
   struct event *reap_ev, *tick_ev;
   uint64_t next_client_id;
-  int spare_fd; /* an unconnected socket; see take_socket() in client.c */
   struct evhttp_bound_socket *bound[CONFIG_MAX_LIST];
   int nbound;
   int stopping;
@@ -91,6 +106,7 @@ struct worker {
 struct gateway {
   struct config *cfg;
   struct ring *ring;
+  struct idem *idem; /* single node: the Idempotency-Keys (cluster: in Redis) */
   struct cluster *cluster; /* NULL unless --redis */
   uint64_t epoch; /* start time in ms: the first half of every id */
   struct worker **workers;
@@ -108,6 +124,9 @@ struct gateway {
    * -> HTTP connections, for --max-connections-per-peer (same lock) */
   pthread_mutex_t presence_lock;
   struct hub *presence, *peers, *conn_peers;
+  /* --trusted-proxy, parsed */
+  struct proxy_cidr trusted[CONFIG_MAX_LIST];
+  size_t ntrusted;
 };
 
 /* Relaxed single-writer increment for worker_stats fields. */

@@ -89,7 +89,7 @@ static const char *method_name(enum evhttp_cmd_type cmd)
   return "OTHER";
 }
 
-int req_view_init(struct req_view *v, struct evhttp_request *req, int with_body)
+int req_view_init(struct req_view *v, struct worker *w, struct evhttp_request *req, int with_body)
 {
   static atomic_ullong serials;
   memset(v, 0, sizeof(*v));
@@ -129,10 +129,9 @@ int req_view_init(struct req_view *v, struct evhttp_request *req, int with_body)
     v->kv[i++].value = kv->value;
     p += n;
   }
-  char *addr = NULL;
-  ev_uint16_t port = 0;
-  evhttp_connection_get_peer(evhttp_request_get_connection(req), &addr, &port);
-  snprintf(v->peer, sizeof(v->peer), "%s:%u", addr ? addr : "?", (unsigned)port);
+  unsigned port = 0;
+  const char *addr = conns_peer(w->conns, req, &port);
+  snprintf(v->peer, sizeof(v->peer), "%s:%u", addr, port);
 
   v->sr.method = method_name(evhttp_request_get_command(req));
   v->sr.path = uri && evhttp_uri_get_path(uri) ? evhttp_uri_get_path(uri) : "/";
@@ -248,7 +247,7 @@ static void handle_channels(struct worker *w, struct evhttp_request *req)
 {
   struct gateway *gw = w->gw;
   struct req_view v;
-  if (req_view_init(&v, req, 0) != 0) {
+  if (req_view_init(&v, w, req, 0) != 0) {
     reply_error(req, 500, "internal", "out of memory");
     return;
   }
@@ -281,7 +280,7 @@ static void handle_token(struct worker *w, struct evhttp_request *req)
     reply_error(req, 404, "not_found", "this gateway's script does not issue tokens (no issue_token hook)");
     return;
   }
-  if (req_view_init(&v, req, 1) != 0) {
+  if (req_view_init(&v, w, req, 1) != 0) {
     reply_error(req, 500, "internal", "out of memory");
     return;
   }
@@ -369,15 +368,13 @@ static void log_access(struct evhttp_request *req, void *arg)
                          ? evhttp_uri_get_path(uri) : "/";
   const char *rid = evhttp_find_header(evhttp_request_get_output_headers(req), "X-Request-Id");
   int code = evhttp_request_get_response_code(req);
-  char *addr = NULL;
-  ev_uint16_t port = 0;
   char qp[300];
-  struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-  if (evcon)
-    evhttp_connection_get_peer(evcon, &addr, &port);
+  unsigned port = 0;
+  struct worker *w = worker_current();
+  const char *addr = w ? conns_peer(w->conns, req, &port) : "?";
   log_event(LOG_INFO, "access", "id=%s method=%s path=%s status=%d peer=%s:%u", rid ? rid : "?",
             method_name(evhttp_request_get_command(req)), log_quote(qp, sizeof(qp), path),
-            code ? code : 200, addr ? addr : "?", (unsigned)port);
+            code ? code : 200, addr, port);
 }
 
 void http_request_id(char *buf, size_t cap)
@@ -396,12 +393,28 @@ static void on_request(struct evhttp_request *req, void *arg)
   const char *path = uri && evhttp_uri_get_path(uri) && *evhttp_uri_get_path(uri)
                          ? evhttp_uri_get_path(uri) : "/";
 
-  conns_request_started(w->conns, req);
+  int is_stream = cmd == EVHTTP_REQ_GET &&
+                  (strcmp(path, cfg->endpoint) == 0 || strcmp(path, "/status/events") == 0);
+  int verdict = conns_request_started(w->conns, req, is_stream);
   char rid_text[24];
   http_request_id(rid_text, sizeof(rid_text));
   evhttp_add_header(evhttp_request_get_output_headers(req), "X-Request-Id", rid_text);
   STAT_ADD(w->stats.http_requests, 1);
-  route(w, req, path, cmd);
+  if (verdict == CONNS_OK) {
+    route(w, req, path, cmd);
+  } else if (is_stream) {
+    add_cors(w, req);
+    stream_shed(w, req, SHED_MAX_CONNECTIONS);
+  } else {
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    if (verdict == CONNS_OVER_LIMIT)
+      reply_error(req, 503, "too_many_connections", "this gateway is at its limit of %ld connections",
+                  cfg->max_connections);
+    else
+      reply_error(req, 503, "too_many_connections",
+                  "your address holds more than %ld connections other than streams, the limit "
+                  "per address", cfg->max_conn_per_peer);
+  }
   if (cfg->access_log) {
     /* A publish waiting for Redis (cluster mode) is logged once answered;
      * an accepted stream (no evhttp reply) at once, as 200. */

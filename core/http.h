@@ -35,7 +35,7 @@ struct req_view {
   char peer[64];
 };
 /* 0/-1 (out of memory). The body is included when with_body is set. */
-int req_view_init(struct req_view *v, struct evhttp_request *req, int with_body);
+int req_view_init(struct req_view *v, struct worker *w, struct evhttp_request *req, int with_body);
 void req_view_free(struct req_view *v);
 const char *req_view_query(const struct req_view *v, const char *key); /* NULL if absent */
 

@@ -15,6 +15,7 @@
 #include "gateway.h"
 #include "host.h"
 #include "hub.h"
+#include "idem.h"
 #include "log.h"
 #include "ring.h"
 #include "worker.h"
@@ -48,17 +49,32 @@ static void script_published(void *arg, int status, char (*ids)[MESSAGE_ID_MAX],
   (void)ids;
   (void)n;
   char q[400];
-  if (status != 200)
+  if (status == 409)
+    log_event(LOG_ERROR, "script_publish_failed", "reason=idempotency_conflict");
+  else if (status != 200)
     log_event(LOG_ERROR, "script_publish_failed", "reason=%s", log_quote(q, sizeof(q), reason));
 }
 
 static int host_publish(void *ud, const char *const *targets, size_t ntargets, const char *json,
-                        size_t len, int handler_id, const char *event, char *id_out, size_t id_cap,
-                        char *err, size_t errcap)
+                        size_t len, int handler_id, const char *event, const char *key,
+                        char *id_out, size_t id_cap, char *err, size_t errcap)
 {
   struct gateway *gw = ud;
-  char ids[1][MESSAGE_ID_MAX];
+  char ids[1][MESSAGE_ID_MAX], scoped[IDEM_KEY_MAX + 16], digest_hex[2 * IDEM_DIGEST_LEN + 1];
+  unsigned char digest[IDEM_DIGEST_LEN];
   struct pub_item it = {targets, ntargets, handler_id, event, json, len};
+  if (key) {
+    if (!idem_key_valid(key)) {
+      snprintf(err, errcap, "a key is 1 to %d printable ASCII characters", IDEM_KEY_MAX);
+      return -1;
+    }
+    /* Scripts share one scope, apart from HTTP publishers'. */
+    snprintf(scoped, sizeof(scoped), "script:%s", key);
+    broker_digest(&it, 1, 0, digest);
+    for (int i = 0; i < IDEM_DIGEST_LEN; i++)
+      snprintf(digest_hex + 2 * i, 3, "%02x", digest[i]);
+  }
+  struct cluster_once once = {scoped, digest_hex};
   if (gw->cluster) {
     /* Redis assigns the id later: the hook gets nil, failures are logged. */
     struct worker *w = worker_current();
@@ -72,12 +88,23 @@ static int host_publish(void *ud, const char *const *targets, size_t ntargets, c
       snprintf(err, errcap, "not available while the script loads in cluster mode");
       return -1;
     }
-    if (cluster_publish(w, &it, 1, script_published, NULL, err, errcap) != 0)
+    if (cluster_publish(w, &it, 1, key ? &once : NULL, script_published, NULL, err, errcap) != 0)
       return -1;
     id_out[0] = '\0';
     return 0;
   }
-  if (broker_publish(gw, &it, 1, ids) != 1) {
+  size_t done = 0;
+  enum idem_result r = IDEM_NEW;
+  if (key)
+    r = broker_publish_once(gw, &it, 1, scoped, strlen(scoped), digest, ids, &done);
+  else
+    done = broker_publish(gw, &it, 1, ids);
+  if (r == IDEM_CONFLICT) {
+    snprintf(err, errcap, "idempotency_conflict: this key was used within the window for a "
+                          "different publish; nothing was published");
+    return -1;
+  }
+  if (done != 1) {
     snprintf(err, errcap, "out of memory");
     return -1;
   }
@@ -131,6 +158,16 @@ static void apply_reloaded_config(struct gateway *gw, const struct config *next)
                 next->max_connections, open_files, room, cfg->max_connections);
     }
   }
+  if (CHANGED(busy_retry_min) || CHANGED(busy_retry_max)) {
+    if (next->busy_retry_min <= next->busy_retry_max) {
+      NOTE(changed, "busy_retry");
+      cfg->busy_retry_min = next->busy_retry_min;
+      cfg->busy_retry_max = next->busy_retry_max;
+    } else {
+      log_event(LOG_ERROR, "reload_failed", "option=busy_retry error=\"busy_retry_min %ld exceeds busy_retry_max %ld\" keeping=%ld..%ld",
+                next->busy_retry_min, next->busy_retry_max, cfg->busy_retry_min, cfg->busy_retry_max);
+    }
+  }
   if (CHANGED(access_log)) { NOTE(changed, "access_log"); cfg->access_log = next->access_log; }
   if (CHANGED(hook_timeout)) { NOTE(changed, "hook_timeout"); cfg->hook_timeout = gw->limits.hook_timeout = next->hook_timeout; }
   if (CHANGED(script_memory)) {
@@ -155,6 +192,8 @@ static void apply_reloaded_config(struct gateway *gw, const struct config *next)
       strcmp(next->redis_key, cfg->redis_key) != 0)
     NOTE(restart, "redis");
   if (CHANGED(nlisten) || CHANGED(ncors_origin)) NOTE(restart, "listen/cors_origin");
+  if (CHANGED(ntrusted_proxy)) NOTE(restart, "trusted_proxy");
+  if (CHANGED(idem_window) || CHANGED(idem_keys)) NOTE(restart, "idempotency");
 #undef NOTE
   log_event(*restart ? LOG_WARN : LOG_INFO, "config_reloaded", "changed=%s needs_restart=%s",
             *changed ? changed : "none", *restart ? restart : "none");
@@ -291,6 +330,13 @@ int main(int argc, char **argv)
   gw.presence = hub_new();
   gw.peers = hub_new();
   gw.conn_peers = hub_new();
+  if (!gw.cluster && !(gw.idem = idem_new((size_t)cfg.idem_keys, cfg.idem_window))) {
+    fprintf(stderr, "tinysse: out of memory\n");
+    return 2;
+  }
+  for (int i = 0; i < cfg.ntrusted_proxy; i++) /* checked by config_validate */
+    if (proxy_cidr_parse(cfg.trusted_proxy[i], &gw.trusted[gw.ntrusted], NULL, 0) == 0)
+      gw.ntrusted++;
   pthread_mutex_init(&gw.presence_lock, NULL);
   gw.module_host = (struct tinysse_module_host){&gw, host_log, host_publish, host_count, gw.secret};
   gw.nworkers = (int)cfg.workers;
@@ -362,6 +408,7 @@ cleanup:
     worker_free(gw.workers[i]);
   free(gw.workers);
   ring_free(gw.ring);
+  idem_free(gw.idem);
   cluster_free(gw.cluster);
   config_release();
   hub_free(gw.presence);

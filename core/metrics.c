@@ -73,7 +73,11 @@ void metrics_render(struct gateway *gw, struct evbuffer *out)
   evbuffer_add_printf(out, "tinysse_http_connections %ld\n", atomic_load(&gw->nconns));
   summed(out, gw, "tinysse_request_timeouts_total", "counter", "Requests answered 408: not complete within --request-timeout.", WS(request_timeouts));
   summed(out, gw, "tinysse_io_uring_workers", "gauge", "Workers writing streams in io_uring batches (the others write one writev per stream).", WS(io_uring));
-  summed(out, gw, "tinysse_connections_refused_total", "counter", "Connections refused at accept by --max-connections or --max-connections-per-peer.", WS(connections_refused));
+  summed(out, gw, "tinysse_connections_refused_total", "counter", "Connections over --max-connections (shed or answered 503 once their request is read, or closed at accept when too many are) or over --max-connections-per-peer (503).", WS(connections_refused));
+  head(out, "tinysse_shed_total", "counter", "Stream requests refused for capacity or readiness with tinysse.busy and a jittered retry (EventSource retries).");
+  for (int r = 0; r < SHED_REASONS; r++)
+    evbuffer_add_printf(out, "tinysse_shed_total{reason=\"%s\"} %lu\n", shed_reason_names[r],
+                        metrics_sum(gw, WS(shed) + (size_t)r * sizeof(atomic_ulong)));
 
   /* publish-to-write latency, summed over workers */
   unsigned long wb[10] = {0}, wcount = 0;

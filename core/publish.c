@@ -12,10 +12,12 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <json-c/json.h>
+#include <openssl/evp.h>
 
 #include "broker.h"
 #include "cluster.h"
 #include "http.h"
+#include "idem.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "sse.h"
@@ -373,6 +375,20 @@ static void reply_partial(struct evhttp_request *req, int status, const char *er
   reply_json(req, status, o);
 }
 
+static void reply_conflict(struct evhttp_request *req)
+{
+  reply_error(req, 409, "idempotency_conflict",
+              "this Idempotency-Key was used within --idempotency-window for a different publish; "
+              "nothing was published");
+}
+
+static void reply_replayed(struct evhttp_request *req, char (*ids)[MESSAGE_ID_MAX], size_t n,
+                           int is_array)
+{
+  evhttp_add_header(evhttp_request_get_output_headers(req), "Idempotent-Replayed", "true");
+  reply_ids(req, ids, n, is_array);
+}
+
 /* Cluster mode: a publish waiting for Redis. */
 struct pub_reply {
   struct evhttp_request *req;
@@ -382,11 +398,31 @@ struct pub_reply {
 static void published(void *arg, int status, char (*ids)[MESSAGE_ID_MAX], size_t n, const char *reason)
 {
   struct pub_reply *r = arg;
-  if (status == 200)
+  if (status == 200 && reason && strcmp(reason, "replayed") == 0)
+    reply_replayed(r->req, ids, n, r->is_array);
+  else if (status == 200)
     reply_ids(r->req, ids, n, r->is_array);
+  else if (status == 409)
+    reply_conflict(r->req);
   else
     reply_partial(r->req, status, "redis_unavailable", reason, ids, n);
   free(r);
+}
+
+/* An Idempotency-Key belongs to the publisher that sent it: keys are
+ * scoped by a digest of the request's credentials, so two publishers can
+ * use the same key. out: "<scope>:<key>". */
+static void scoped_key(struct evhttp_request *req, const char *key, char *out, size_t cap)
+{
+  const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+  unsigned char d[32];
+  char scope[17] = "-";
+  if (auth) {
+    EVP_Digest(auth, strlen(auth), d, NULL, EVP_sha256(), NULL);
+    for (int i = 0; i < 8; i++)
+      snprintf(scope + 2 * i, 3, "%02x", d[i]);
+  }
+  snprintf(out, cap, "%s:%s", scope, key);
 }
 
 void publish_request(struct worker *w, struct evhttp_request *req)
@@ -401,7 +437,7 @@ void publish_request(struct worker *w, struct evhttp_request *req)
     reply_error(req, 413, "body_too_large", "the body exceeds %ld bytes", gw->cfg->max_body);
     return;
   }
-  if (req_view_init(&v, req, 1) != 0) {
+  if (req_view_init(&v, w, req, 1) != 0) {
     reply_error(req, 500, "internal", "out of memory");
     return;
   }
@@ -409,6 +445,14 @@ void publish_request(struct worker *w, struct evhttp_request *req)
   if (http_authorize_publisher(w, req, &v) != 0)
     goto done;
 
+  const char *key = evhttp_find_header(evhttp_request_get_input_headers(req), "Idempotency-Key");
+  if (key && !idem_key_valid(key)) {
+    reply_field_error(req, 400, "Idempotency-Key",
+                      "an Idempotency-Key is 1 to %d printable ASCII characters", IDEM_KEY_MAX);
+    goto done;
+  }
+  char scoped[IDEM_KEY_MAX + 32], digest_hex[2 * IDEM_DIGEST_LEN + 1];
+  unsigned char digest[IDEM_DIGEST_LEN];
   const char *targets = req_view_query(&v, "targets");
   struct pub_batch *b;
   if (len == 0) {
@@ -435,15 +479,23 @@ void publish_request(struct worker *w, struct evhttp_request *req)
     is_array = !targets && c == '[';
     break;
   }
+  if (key) {
+    scoped_key(req, key, scoped, sizeof(scoped));
+    broker_digest(pub_batch_items(b), n, is_array, digest);
+    for (int i = 0; i < IDEM_DIGEST_LEN; i++)
+      snprintf(digest_hex + 2 * i, 3, "%02x", digest[i]);
+  }
   if (gw->cluster) {
     /* Acknowledged once Redis has it; the answer comes from published(). */
     struct pub_reply *r = malloc(sizeof(*r));
+    struct cluster_once once = {scoped, digest_hex};
     char why[300];
     if (!r) {
       reply_error(req, 500, "internal", "out of memory");
     } else {
       *r = (struct pub_reply){req, is_array};
-      if (cluster_publish(w, pub_batch_items(b), n, published, r, why, sizeof(why)) != 0) {
+      if (cluster_publish(w, pub_batch_items(b), n, key ? &once : NULL, published, r, why,
+                          sizeof(why)) != 0) {
         free(r);
         reply_error(req, 503, "redis_unavailable", "%s", why);
       }
@@ -452,8 +504,18 @@ void publish_request(struct worker *w, struct evhttp_request *req)
     goto done;
   }
   char (*ids)[MESSAGE_ID_MAX] = calloc(n, sizeof(*ids));
-  size_t done = ids ? broker_publish(gw, pub_batch_items(b), n, ids) : 0;
-  if (done < n)
+  size_t done = 0;
+  enum idem_result once = IDEM_NEW;
+  if (ids && key)
+    once = broker_publish_once(gw, pub_batch_items(b), n, scoped, strlen(scoped), digest, ids,
+                               &done);
+  else if (ids)
+    done = broker_publish(gw, pub_batch_items(b), n, ids);
+  if (once == IDEM_CONFLICT)
+    reply_conflict(req);
+  else if (once == IDEM_REPEAT)
+    reply_replayed(req, ids, done, is_array);
+  else if (done < n)
     /* Only memory exhaustion gets here; say exactly what was published. */
     reply_partial(req, 500, "internal", "out of memory: only the listed ids were published", ids,
                   done);

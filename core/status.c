@@ -14,6 +14,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "conn.h"
+#include "stream.h"
 #include "client.h"
 #include "http.h"
 #include "hub.h"
@@ -73,7 +75,7 @@ static int token_ok(struct worker *w, const char *token)
 void status_token_request(struct worker *w, struct evhttp_request *req)
 {
   struct req_view v;
-  if (req_view_init(&v, req, 1) != 0) {
+  if (req_view_init(&v, w, req, 1) != 0) {
     reply_error(req, 500, "internal", "out of memory");
     return;
   }
@@ -93,7 +95,7 @@ void status_stream_request(struct worker *w, struct evhttp_request *req)
 {
   struct req_view v;
   char cors[512];
-  if (req_view_init(&v, req, 0) != 0) {
+  if (req_view_init(&v, w, req, 0) != 0) {
     reply_error(req, 500, "internal", "out of memory");
     return;
   }
@@ -112,13 +114,14 @@ void status_stream_request(struct worker *w, struct evhttp_request *req)
   p.nchannels = 1;
   p.extra_headers = http_cors_lines(w, req, cors, sizeof(cors));
   p.internal = 1;
-  char *peer = NULL;
-  ev_uint16_t port;
-  evhttp_connection_get_peer(evhttp_request_get_connection(req), &peer, &port);
-  p.peer_ip = peer;
+  p.peer_ip = conns_peer(w->conns, req, NULL);
   int rc = p.user_id && p.role && p.channels && p.channels[0] ? client_open(w, req, &p) : -1;
-  if (rc == -2 || rc == -3)
-    reply_error(req, 503, "too_many_clients", "no room for another stream");
+  if (rc == -2)
+    stream_shed(w, req, SHED_MAX_CLIENTS);
+  else if (rc == -4)
+    stream_shed(w, req, SHED_MAX_CONNECTIONS);
+  else if (rc == -3)
+    stream_shed(w, req, SHED_MAX_CLIENTS_PER_PEER);
   else if (rc != 0)
     reply_error(req, 500, "internal", "out of memory");
   free(p.user_id);

@@ -2,19 +2,68 @@
  * accepted request becomes a client (client.c) that owns the connection. */
 #include "stream.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <event2/buffer.h>
 #include <event2/http.h>
 
 #include "client.h"
 #include "cluster.h"
+#include "conn.h"
 #include "http.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "worker.h"
+
+const char *const shed_reason_names[SHED_REASONS] = {
+    "max_clients", "max_clients_per_peer", "max_connections", "not_ready", "shutting_down"};
+
+/* A per-thread xorshift for retry jitter: no lock, no syscall per shed. */
+static uint64_t jitter_next(void)
+{
+  static _Thread_local uint64_t x;
+  if (!x) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    x = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)&x;
+    x |= 1;
+  }
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return x;
+}
+
+void stream_shed(struct worker *w, struct evhttp_request *req, enum shed_reason reason)
+{
+  const struct config *cfg = w->gw->cfg;
+  long lo = cfg->busy_retry_min, hi = cfg->busy_retry_max;
+  if (hi < lo) /* a reload in progress: the two are written one by one */
+    hi = lo;
+  long retry = lo + (long)(jitter_next() % (uint64_t)(hi - lo + 1));
+  STAT_ADD(w->stats.shed[reason], 1);
+  struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+  evhttp_add_header(h, "Content-Type", "text/event-stream");
+  evhttp_add_header(h, "Cache-Control", "no-cache, no-transform");
+  evhttp_add_header(h, "X-Accel-Buffering", "no");
+  evhttp_add_header(h, "Connection", "close");
+  struct evbuffer *body = evbuffer_new();
+  if (!body) {
+    evhttp_send_error(req, 503, NULL);
+    return;
+  }
+  /* No id: line, so the browser keeps its Last-Event-ID for the retry. */
+  evbuffer_add_printf(body,
+                      "retry: %ld\n\nevent: tinysse.busy\n"
+                      "data: {\"type\":\"busy\",\"reason\":\"%s\",\"retry_ms\":%ld}\n\n",
+                      retry, shed_reason_names[reason], retry);
+  evhttp_send_reply(req, 200, "OK", body);
+  evbuffer_free(body);
+}
 
 static char **default_channels(const char *user_id, const char *role, size_t *n)
 {
@@ -43,13 +92,22 @@ void stream_request(struct worker *w, struct evhttp_request *req)
   char why[512], cors[512], q[600];
   double expires_at = 0;
 
-  if (req_view_init(&v, req, 0) != 0) {
+  if (req_view_init(&v, w, req, 0) != 0) {
     reply_error(req, 500, "internal", "out of memory");
     return;
   }
-  if (!cluster_ready(w->gw)) {
-    reply_error(req, 503, "not_ready",
-                "this gateway has not read the cluster's stream from Redis yet; retry shortly");
+  if (w->stopping) {
+    stream_shed(w, req, SHED_SHUTTING_DOWN);
+    goto done;
+  }
+  if (!cluster_ready(w->gw)) { /* has not read the cluster's stream yet */
+    stream_shed(w, req, SHED_NOT_READY);
+    goto done;
+  }
+  /* Cheap early refusal in a storm: no Lua runs for a stream that cannot
+   * be held anyway (client_open checks again, exactly). */
+  if (atomic_load(&w->gw->nclients) >= w->gw->cfg->max_clients) {
+    stream_shed(w, req, SHED_MAX_CLIENTS);
     goto done;
   }
   const char *token = http_bearer(req);
@@ -106,21 +164,19 @@ void stream_request(struct worker *w, struct evhttp_request *req)
   if (p.resume_id && !*p.resume_id)
     p.resume_id = NULL;
   p.extra_headers = http_cors_lines(w, req, cors, sizeof(cors));
-  char *peer_ip = NULL;
-  ev_uint16_t peer_port;
-  evhttp_connection_get_peer(evhttp_request_get_connection(req), &peer_ip, &peer_port);
-  p.peer_ip = peer_ip;
+  p.peer_ip = conns_peer(w->conns, req, NULL);
 
   switch (client_open(w, req, &p)) {
   case 0:
     break;
   case -2:
-    reply_error(req, 503, "too_many_clients", "this gateway is at its limit of %ld streams",
-                w->gw->cfg->max_clients);
+    stream_shed(w, req, SHED_MAX_CLIENTS);
     break;
   case -3:
-    reply_error(req, 503, "too_many_clients",
-                "your address holds %ld streams, the limit per address", w->gw->cfg->max_per_peer);
+    stream_shed(w, req, SHED_MAX_CLIENTS_PER_PEER);
+    break;
+  case -4: /* the open-files limit, below --max-connections */
+    stream_shed(w, req, SHED_MAX_CONNECTIONS);
     break;
   default:
     reply_error(req, 500, "internal", "out of memory");

@@ -5,6 +5,13 @@
 struct worker;
 struct evhttp_request;
 
+#include "gateway.h"
+
 void stream_request(struct worker *w, struct evhttp_request *req);
+/* Refuses a stream request for capacity or readiness the way a browser
+ * survives: 200 text/event-stream with a jittered retry: between
+ * --busy-retry-min and --busy-retry-max, one tinysse.busy event naming the
+ * reason, then a close. Counted in tinysse_shed_total{reason}. */
+void stream_shed(struct worker *w, struct evhttp_request *req, enum shed_reason reason);
 
 #endif

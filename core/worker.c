@@ -327,11 +327,6 @@ struct worker *worker_new(struct gateway *gw, int index, char *err, size_t errle
   w->gw = gw;
   w->wake_fd = -1;
   pthread_mutex_init(&w->inbox_lock, NULL);
-  w->spare_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (w->spare_fd < 0) {
-    snprintf(err, errlen, "socket: %s", strerror(errno));
-    goto fail;
-  }
   /* At most one low-priority callback (a fan-out slice, a drain) per loop
    * turn: libevent would otherwise run a re-activated slice again at once,
    * without going back to the sockets for publishes and acknowledgements. */
@@ -421,8 +416,6 @@ void worker_free(struct worker *w)
   free(w->reap);
   if (w->wake_fd >= 0)
     close(w->wake_fd);
-  if (w->spare_fd >= 0)
-    close(w->spare_fd);
   script_free(w->script);
   hub_free(w->hub);
   if (w->base)

@@ -452,14 +452,14 @@ static const char *check_cstring(lua_State *L, int idx, const char *what)
   return s;
 }
 
-/* publish(targets, data [, handler_id [, event]]) -> id. Targets are read
+/* publish(targets, data [, handler_id [, event [, key]]]) -> id. Targets are read
  * raw from their table, which keeps the strings alive through the call. */
 static int l_publish(lua_State *L)
 {
   struct module_state *st = state_of(L);
   const char **targets;
   size_t ntargets, i, dlen;
-  const char *event = NULL, *data;
+  const char *event = NULL, *data, *key = NULL;
   lua_Integer handler_id = luaL_optinteger(L, 3, 0);
   char id[128], err[256];
 
@@ -469,6 +469,8 @@ static int l_publish(lua_State *L)
     if (strpbrk(event, "\r\n"))
       return luaL_error(L, "tinysse.publish: event must not contain a line break");
   }
+  if (!lua_isnoneornil(L, 5))
+    key = check_cstring(L, 5, "key");
   if (lua_type(L, 1) == LUA_TSTRING) {
     targets = lua_newuserdatauv(L, sizeof(*targets), 0);
     targets[0] = check_cstring(L, 1, "a target");
@@ -490,8 +492,8 @@ static int l_publish(lua_State *L)
   if (!st->host.publish)
     return luaL_error(L, "tinysse.publish is only available inside the gateway");
   err[0] = '\0';
-  if (st->host.publish(st->host.ud, targets, ntargets, data, dlen, (int)handler_id, event, id,
-                       sizeof(id), err, sizeof(err)) != 0)
+  if (st->host.publish(st->host.ud, targets, ntargets, data, dlen, (int)handler_id, event, key,
+                       id, sizeof(id), err, sizeof(err)) != 0)
     return luaL_error(L, "tinysse.publish: %s", err[0] ? err : "failed");
   id[sizeof(id) - 1] = '\0';
   if (id[0])

@@ -16,10 +16,12 @@ struct tinysse_module_host {
   /* level: 0 debug, 1 info, 2 warn, 3 error. msg is not NUL-terminated. */
   void (*log)(void *ud, int level, const char *msg, size_t len);
   /* Publishes data_json (valid JSON) to targets; writes the new id to id_out
-   * and returns 0, or writes a reason to err and returns -1. */
+   * and returns 0, or writes a reason to err and returns -1. With key (an
+   * Idempotency-Key, else NULL) a repeat within the window publishes
+   * nothing and gives the first publish's id. */
   int (*publish)(void *ud, const char *const *targets, size_t ntargets,
                  const char *data_json, size_t data_len, int handler_id, const char *event,
-                 char *id_out, size_t id_cap, char *err, size_t err_cap);
+                 const char *key, char *id_out, size_t id_cap, char *err, size_t err_cap);
   /* Subscribers of channel across the gateway (all workers). */
   long (*count)(void *ud, const char *channel);
   /* A 32-byte secret made once per process, the same for every Lua state. */

@@ -210,7 +210,7 @@ end
 -- The value of an unlabelled counter or gauge in /metrics (nil if absent).
 function Gateway:metric(name)
   local _, _, body = self:request("GET", "/metrics")
-  return tonumber((body or ""):match("\n" .. name .. " (%d+)"))
+  return tonumber((body or ""):match("\n" .. name:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0") .. " (%d+)"))
 end
 
 -- One request on a fresh connection. Returns status, headers, body, json.
@@ -323,6 +323,27 @@ function Stream:message(timeout)
     if not ev then return nil, err end
     if ev.text or ev.event then return ev end
   end
+end
+
+-- A stream request that was shed for capacity or readiness: 200
+-- text/event-stream, a retry: block, one tinysse.busy event, then the close.
+-- Returns the busy event's data (a table) and the retry value, or nil and
+-- what was wrong.
+function Stream:busy(timeout)
+  if self.status ~= 200 then return nil, "status " .. tostring(self.status) end
+  if not (self.headers["content-type"] or ""):find("^text/event%-stream") then
+    return nil, "content-type " .. tostring(self.headers["content-type"])
+  end
+  local first = self:next(timeout)
+  if not first or not first.retry then return nil, "no retry: block first" end
+  local busy = self:message(timeout)
+  if not busy or busy.event ~= "tinysse.busy" or not busy.json then
+    return nil, "no tinysse.busy event"
+  end
+  if busy.id then return nil, "the busy event carries an id" end
+  local _, why = self:next(timeout)
+  if why ~= "closed" then return nil, "not closed after tinysse.busy" end
+  return busy.json, first.retry
 end
 
 -- All messages that arrive within `quiet` seconds of each other.

@@ -1,6 +1,7 @@
 /* Unit tests of the browser client's C, compiled for the host: ids and
  * dedup, the envelope parser (whole, every truncation, malformed), backoff
- * bounds and growth, and the connection state machine. Exits 1 on failure. */
+ * bounds and growth, and the connection state machine (shedding included).
+ * Exits 1 on failure. */
 #include <stdio.h>
 #include <string.h>
 
@@ -358,6 +359,61 @@ static void test_auth_paths(void)
   CHECK(tsc_on_timer(&c) & TSC_DO_TOKEN); /* asks again */
 }
 
+/* Shed by the gateway: a 200 stream that opens, says tinysse.busy and closes;
+ * the browser reconnects by itself after the retry: it sent. */
+static void test_busy(void)
+{
+  const uint32_t busy = TSC_DO_ERROR | TSC_DO_STATE | TSC_DO_TIMER;
+  struct tsc c;
+  open_client(&c);
+  CHECK(msg(&c, "3-1") == TSC_DO_DELIVER);
+  CHECK(tsc_on_busy(&c, 700) == busy);
+  CHECK(tsc_state(&c) == TSC_CONNECTING);
+  CHECK(tsc_error_type(&c) == TSC_ERR_BUSY && tsc_error_why(&c) == TSC_WHY_BUSY);
+  CHECK(tsc_delay(&c) == 700 + 5000); /* the wait asked for, then the connect timeout */
+  CHECK(tsc_on_busy(&c, 700) == 0);   /* only an open stream is shed */
+  /* The close that follows: no connect error, no close, no new token. */
+  CHECK(tsc_on_error(&c, 0) == 0);
+  /* Each retry that is shed again is reported again. */
+  for (int i = 0; i < 3; i++) {
+    CHECK(tsc_on_open(&c) == (TSC_DO_CANCEL | TSC_DO_STATE));
+    CHECK(tsc_on_busy(&c, 200) == busy && tsc_delay(&c) == 5200);
+    CHECK(tsc_on_error(&c, 0) == 0);
+  }
+  /* Let in at last: messages go on from the last id. */
+  CHECK(tsc_on_open(&c) == (TSC_DO_CANCEL | TSC_DO_STATE) && tsc_state(&c) == TSC_OPEN);
+  CHECK(msg(&c, "3-1") == 0 && msg(&c, "3-2") == TSC_DO_DELIVER);
+  /* A real outage after that is reported as before. */
+  CHECK(tsc_on_error(&c, 0) == (TSC_DO_STATE | TSC_DO_TIMER | TSC_DO_ERROR));
+  CHECK(tsc_error_type(&c) == TSC_ERR_CONNECT);
+  /* A huge retry_ms stays within what setTimeout takes. */
+  CHECK(tsc_on_open(&c) != 0 && tsc_on_busy(&c, UINT32_MAX) == busy && tsc_delay(&c) == 0x7fffffff);
+
+  /* The open of a shed stream does not reset the backoff: three refusals,
+   * then shed opens, then the retries time out; the manual reconnect waits
+   * as the fourth failure in a row, not as the first after a healthy stream. */
+  open_client(&c);
+  for (int n = 0; n < 3; n++) {
+    CHECK(tsc_on_error(&c, 2) == (TSC_DO_ERROR | TSC_DO_CLOSE | TSC_DO_STATE | TSC_DO_TIMER));
+    CHECK(tsc_on_timer(&c) & TSC_DO_TOKEN);
+    CHECK(tsc_on_token(&c, 1) == TSC_DO_OPEN);
+  }
+  for (int i = 0; i < 2; i++)
+    CHECK(tsc_on_open(&c) != 0 && tsc_on_busy(&c, 300) == busy && tsc_on_error(&c, 0) == 0);
+  CHECK(tsc_on_timer(&c) == (TSC_DO_ERROR | TSC_DO_CLOSE | TSC_DO_STATE | TSC_DO_TIMER));
+  CHECK(tsc_error_type(&c) == TSC_ERR_TIMEOUT && tsc_state(&c) == TSC_BACKOFF);
+  CHECK(tsc_delay(&c) >= 4000 && tsc_delay(&c) <= 8000);
+  CHECK(tsc_on_timer(&c) == (TSC_DO_STATE | TSC_DO_TIMER | TSC_DO_OPEN)); /* the same token */
+  /* A real message on a stream makes it healthy even if it is shed later. */
+  CHECK(tsc_on_open(&c) != 0 && msg(&c, "3-3") == TSC_DO_DELIVER);
+  CHECK(tsc_on_busy(&c, 300) == busy);
+  CHECK(tsc_on_timer(&c) & TSC_DO_CLOSE);
+  CHECK(tsc_delay(&c) <= 1000);
+  /* Closed: nothing. */
+  CHECK(tsc_on_timer(&c) & TSC_DO_OPEN);
+  CHECK(tsc_on_open(&c) != 0 && tsc_on_close(&c) != 0 && tsc_on_busy(&c, 300) == 0);
+}
+
 static void test_close(void)
 {
   struct tsc c;
@@ -390,6 +446,7 @@ int main(void)
   test_dedup();
   test_native_retry();
   test_auth_paths();
+  test_busy();
   test_close();
   if (failures) {
     fprintf(stderr, "test_client: %d check(s) failed\n", failures);

@@ -12,19 +12,24 @@ export interface TinySSEMessage<T = any> {
   event: string;
 }
 
-export type TinySSEErrorType = "connect" | "auth" | "parse" | "timeout";
+export type TinySSEErrorType = "connect" | "auth" | "parse" | "timeout" | "busy";
 
 export interface TinySSEError {
   /**
    * connect: the stream broke or the gateway is unreachable (the browser retries by itself);
    * auth: the stream was refused (a non-200 status, usually 401) or tokenProvider failed;
    * parse: a message that is not a valid envelope (it is skipped);
-   * timeout: no open within connectTimeout (the client reconnects with backoff).
+   * timeout: no open within connectTimeout (the client reconnects with backoff);
+   * busy: the gateway shed the stream (tinysse.busy) and the browser retries after retry_ms.
    */
   type: TinySSEErrorType;
   message: string;
   /** What tokenProvider threw or rejected with (type "auth"). */
   cause?: unknown;
+  /** Why the gateway shed the stream (type "busy"). */
+  reason?: "max_clients" | "max_clients_per_peer" | "max_connections" | "not_ready" | "shutting_down" | string;
+  /** When the browser retries, in ms (type "busy"). */
+  retry_ms?: number;
   /** The event name and raw text of a message that failed to parse (type "parse"). */
   event?: string;
   raw?: string;

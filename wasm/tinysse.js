@@ -3,13 +3,14 @@
 // dedup) is made by tinysse.wasm, built from tinysse_client.c; this glue only
 // owns what JS must: the EventSource, one timer, tokenProvider, the callbacks.
 
-const TYPES = ["connect", "auth", "parse", "timeout"];
+const TYPES = ["connect", "auth", "parse", "timeout", "busy"];
 const STATES = ["idle", "connecting", "open", "backoff", "closed"];
 const WHY = [
   "connection lost or gateway unreachable; the browser is retrying",
   "the gateway refused the stream (a status other than 200, usually 401)",
   "tokenProvider failed",
   "no open within connectTimeout",
+  "the gateway shed the stream; the browser retries when it said",
   "", "envelope is not JSON", "envelope is not an object", "bad or missing id",
   "bad or missing handler_id", "missing data", "duplicate field", "nested too deeply",
   "too large",
@@ -23,6 +24,9 @@ function load() {
     .catch((e) => { module = null; throw e; });
   return module;
 }
+
+// The data of the gateway's own events (JSON) added to x; data that is not JSON is left out.
+const info = (e, x = {}) => { try { return { ...x, ...JSON.parse(e.data) }; } catch { return x; } };
 
 export async function connect(options) {
   const o = { endpoint: "/events", retryInterval: 1000, maxRetryDelay: 30000, connectTimeout: 10000, events: [] };
@@ -44,12 +48,12 @@ export async function connect(options) {
   };
 
   // Carries out the actions the wasm asked for (TSC_DO_* in tinysse_client.h);
-  // x is what JS knows about the event: name and raw text, reset data, cause.
+  // x is what JS knows about the event: name and raw text, reset or busy data, cause.
   function step(a, x = {}) {
     if (a & 1) clearTimeout(timer);
     if (a & 2 && es) { es.close(); es = null; }
     if (a & 4) call(o.onState, STATES[w.state()]);
-    if (a & 8) call(o.onError, { type: TYPES[w.error()], message: WHY[w.why()], ...x });
+    if (a & 8) call(o.onError, { ...x, type: TYPES[w.error()], message: WHY[w.why()] });
     if (a & 16) call(o.onReset, x);
     if (a & 32) deliver(x.event);
     if (closed) return;
@@ -78,11 +82,9 @@ export async function connect(options) {
     on("open", () => step(w.opened()));
     on("error", () => step(w.failed(s.readyState)));
     on("tinysse.auth", () => step(w.auth()));
-    on("tinysse.reset", (e) => {
-      let x = { id: e.lastEventId };
-      try { x = { ...x, ...JSON.parse(e.data) }; } catch {}
-      step(w.reset(put(e.lastEventId)), x);
-    });
+    // Shed: a 200 stream, so the browser retries after its retry:; x is {type, reason, retry_ms}.
+    on("tinysse.busy", (e) => { const x = info(e); step(w.busy(x.retry_ms >>> 0), x); });
+    on("tinysse.reset", (e) => step(w.reset(put(e.lastEventId)), info(e, { id: e.lastEventId })));
     for (const event of ["message", ...o.events])
       on(event, (e) => step(w.message(put(e.data)), { event, raw: e.data }));
   }

@@ -407,6 +407,8 @@ uint32_t tsc_on_open(struct tsc *c)
   if (c->state != TSC_CONNECTING || c->awaiting_token)
     return 0;
   c->state = TSC_OPEN;
+  /* A shed stream opens too (tsc_on_busy puts the count back). */
+  c->failures_at_open = c->failures;
   c->failures = 0;
   return TSC_DO_CANCEL | TSC_DO_STATE;
 }
@@ -438,6 +440,20 @@ uint32_t tsc_on_auth(struct tsc *c)
   return streaming(c) ? back_off(c, 1) : 0;
 }
 
+uint32_t tsc_on_busy(struct tsc *c, uint32_t retry_ms)
+{
+  uint64_t wait = (uint64_t)retry_ms + c->connect_timeout_ms;
+  if (c->state != TSC_OPEN)
+    return 0;
+  /* The open was no sign of health, and the browser reconnects by itself:
+   * no backoff of ours, no new token, and no connect error for the close. */
+  c->failures = c->failures_at_open;
+  c->state = TSC_CONNECTING;
+  c->reported = 1;
+  c->delay_ms = wait < 0x7fffffff ? (uint32_t)wait : 0x7fffffff; /* setTimeout's limit */
+  return fail(c, TSC_ERR_BUSY, TSC_WHY_BUSY) | TSC_DO_STATE | TSC_DO_TIMER;
+}
+
 uint32_t tsc_on_timer(struct tsc *c)
 {
   if (c->state == TSC_BACKOFF)
@@ -467,6 +483,7 @@ uint32_t tsc_on_message(struct tsc *c, const char *s, uint32_t n)
   if (c->have_last && tsc_id_cmp(&c->env.id, &c->last) <= 0)
     return 0;
   set_last(c, s + c->env.id_off, c->env.id_len, &c->env.id);
+  c->failures_at_open = 0; /* a real message: this stream is not a shed one */
   return TSC_DO_DELIVER;
 }
 

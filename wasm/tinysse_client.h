@@ -27,7 +27,7 @@ enum {
 };
 
 /* Error types, in the order tinysse.js names them. */
-enum tsc_error { TSC_ERR_CONNECT, TSC_ERR_AUTH, TSC_ERR_PARSE, TSC_ERR_TIMEOUT };
+enum tsc_error { TSC_ERR_CONNECT, TSC_ERR_AUTH, TSC_ERR_PARSE, TSC_ERR_TIMEOUT, TSC_ERR_BUSY };
 
 /* Why an error was reported; the parse reasons are TSC_WHY_PARSE - code
  * for the negative codes of tsc_parse_envelope(). */
@@ -36,6 +36,7 @@ enum tsc_why {
   TSC_WHY_REFUSED, /* auth: the stream was answered with a status other than 200 */
   TSC_WHY_TOKEN,   /* auth: tokenProvider threw, rejected or gave no token */
   TSC_WHY_TIMEOUT, /* timeout: no open within the connect timeout */
+  TSC_WHY_BUSY,    /* busy: the gateway shed the stream; the browser retries when it said */
   TSC_WHY_PARSE,
 };
 
@@ -72,6 +73,7 @@ struct tsc {
   uint32_t retry_ms, max_delay_ms, connect_timeout_ms;
   uint32_t rng;
   uint32_t failures; /* manual reconnects in a row without an open */
+  uint32_t failures_at_open; /* put back if the stream that opened turns out shed */
   uint32_t delay_ms;
   enum tsc_error error;
   int why;
@@ -98,6 +100,11 @@ uint32_t tsc_on_message(struct tsc *c, const char *s, uint32_t n);
 uint32_t tsc_on_reset(struct tsc *c, const char *id, uint32_t n);
 /* tinysse.auth: the token expired. */
 uint32_t tsc_on_auth(struct tsc *c);
+/* tinysse.busy: the gateway shed this stream (it answers 200 so that the
+ * browser keeps retrying, after retry_ms) and is closing it. Not a failure:
+ * the close that follows is not reported, and the connect timeout starts
+ * after retry_ms. */
+uint32_t tsc_on_busy(struct tsc *c, uint32_t retry_ms);
 uint32_t tsc_on_timer(struct tsc *c);
 uint32_t tsc_on_close(struct tsc *c);
 

@@ -48,6 +48,7 @@ EXPORT("failed") uint32_t failed(int ready_state) { return tsc_on_error(&client,
 EXPORT("message") uint32_t message(uint32_t n) { return tsc_on_message(&client, text(n), n); }
 EXPORT("reset") uint32_t reset(uint32_t n) { return tsc_on_reset(&client, text(n), n); }
 EXPORT("auth") uint32_t auth(void) { return tsc_on_auth(&client); }
+EXPORT("busy") uint32_t busy(uint32_t retry_ms) { return tsc_on_busy(&client, retry_ms); }
 EXPORT("timer") uint32_t timer(void) { return tsc_on_timer(&client); }
 EXPORT("close") uint32_t close(void) { return tsc_on_close(&client); }
 

@@ -128,15 +128,20 @@ describe("GET /events", function()
     assert.are.equal(401, s.status)
   end)
 
-  it("answers 503 past --max-clients and serves again after", function()
+  it("sheds streams past --max-clients with tinysse.busy (never a 503) and serves again after", function()
     local open = {}
     for i = 1, 20 do
       local s = g:stream("/events?token=m" .. i .. ":user")
-      if s.status == 200 then open[#open + 1] = s end
+      if s.status == 200 and s.headers["content-length"] == nil then open[#open + 1] = s end
     end
+    local shed_before = g:metric('tinysse_shed_total{reason="max_clients"}') or 0
     local over = g:stream("/events?token=over:user")
-    assert.are.equal(503, over.status)
-    assert.are.equal("too_many_clients", over.json.error)
+    local busy, retry = over:busy(3)
+    assert.is_table(busy, retry)
+    assert.are.same({ type = "busy", reason = "max_clients", retry_ms = retry }, busy)
+    -- jittered within the default bounds, 1 to 10 seconds
+    assert.is_true(retry >= 1000 and retry <= 10000, "retry " .. retry)
+    assert.are.equal(shed_before + 1, g:metric('tinysse_shed_total{reason="max_clients"}'))
     for _, s in ipairs(open) do s:close() end
     T.sleep(0.3)
     local again = g:stream("/events?token=again:user")
@@ -194,8 +199,9 @@ describe("connection limits", function()
       assert.are.equal(200, open[i].status)
     end
     local over = g:stream("/events?token=pp4:user")
-    assert.are.equal(503, over.status)
-    assert.truthy(over.json.message:find("per address", 1, true))
+    local busy, why = over:busy(3)
+    assert.is_table(busy, why)
+    assert.are.equal("max_clients_per_peer", busy.reason)
     local other = g:stream("/events?token=pp5:user", nil, "127.0.0.2")
     assert.are.equal(200, other.status)
     open[1]:close()

@@ -7,7 +7,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import os from "node:os";
@@ -53,15 +53,16 @@ function freePort() {
 }
 
 class Gateway {
-  constructor(port, extra = []) {
+  constructor(port, extra = [], script = SCRIPT) {
     this.port = port;
     this.extra = extra;
+    this.script = script;
     this.url = `http://127.0.0.1:${port}`;
     this.log = "";
   }
 
   async start() {
-    const args = ["--listen", `127.0.0.1:${this.port}`, "--script", SCRIPT, "--workers", "1",
+    const args = ["--listen", `127.0.0.1:${this.port}`, "--script", this.script, "--workers", "1",
       "--publish-key", KEY, "--assets", ASSETS, "--retry", "500", "--log-level", "warn", ...this.extra];
     const p = (this.proc = spawn(BIN, args, { stdio: ["ignore", "ignore", "pipe"] }));
     children.add(p);
@@ -152,7 +153,8 @@ async function startClient(page, opts) {
         return t;
       },
       onMessage: record(log.messages),
-      onError: (e) => record(log.errors)({ type: e.type, message: e.message, cause: e.cause && String(e.cause.message) }),
+      onError: (e) => record(log.errors)({ type: e.type, message: e.message, cause: e.cause && String(e.cause.message),
+        reason: e.reason, retry_ms: e.retry_ms }),
       onReset: record(log.resets),
       onState: record(log.states),
     });
@@ -169,8 +171,8 @@ async function waitLog(page, cond, what, arg) {
   }
 }
 
-async function withGateway(fn, extra) {
-  const gw = await new Gateway(await freePort(), extra).start();
+async function withGateway(fn, extra, script) {
+  const gw = await new Gateway(await freePort(), extra, script).start();
   try {
     await fn(gw);
   } catch (e) {
@@ -319,6 +321,52 @@ test("close() stops the stream, the timers and every callback", { timeout: 60000
     assert.equal(await page.evaluate(() => window.pendingTimers.size), 0);
     await page.close();
   }));
+
+test("a shed stream keeps retrying, reports busy, and gets in once max_clients is raised", { timeout: 60000 }, async () => {
+  // browser.lua with max_clients in its config table, where SIGHUP can change it.
+  const dir = mkdtempSync(path.join(os.tmpdir(), "tinysse-busy-"));
+  const script = path.join(dir, "busy.lua");
+  const limit = (n) => writeFileSync(script, readFileSync(SCRIPT, "utf8").replace("local M = {}",
+    `local M = { config = { max_clients = ${n}, busy_retry_min = 200, busy_retry_max = 400 } }`));
+  limit(1);
+  const hold = new AbortController();
+  try {
+    await withGateway(async (gw) => {
+      // Another stream takes the one place.
+      const held = await fetch(`${gw.url}/events?token=holder:user`, { signal: hold.signal });
+      assert.equal(held.status, 200);
+      for (const end = Date.now() + WAIT; (await gw.connections()) != 1 && Date.now() < end; ) await sleep(50);
+      assert.equal(await gw.connections(), 1);
+
+      const page = await openPage(gw);
+      await startClient(page, { tokens: ["gina:admin"] });
+      await waitLog(page, () => window.log.errors.length >= 3, "three busy answers");
+      let log = await getLog(page);
+      assert.ok(log.errors.every((e) => e.type == "busy" && e.reason == "max_clients" &&
+        e.retry_ms >= 200 && e.retry_ms <= 400 && /shed/.test(e.message)), JSON.stringify(log.errors));
+
+      limit(100);
+      gw.proc.kill("SIGHUP");
+      for (const end = Date.now() + WAIT; (await gw.connections()) != 2 && Date.now() < end; ) await sleep(50);
+      assert.equal(await gw.connections(), 2, `not let in after SIGHUP: ${JSON.stringify(await getLog(page))}`);
+      await waitLog(page, () => window.log.states.at(-1) == "open", "open");
+      const id = await gw.publish({ targets: ["user:gina"], handler_id: 5, data: "let in" });
+      await waitLog(page, () => window.log.messages.length == 1, "the message");
+      log = await getLog(page);
+      assert.deepEqual(log.messages, [{ id, handler_id: 5, data: "let in", event: "message" }]);
+      // The browser's own retries did it all: one token, no backoff of the
+      // client's, and one busy report per shed answer.
+      assert.equal(log.tokenCalls, 1);
+      assert.ok(log.errors.every((e) => e.type == "busy"), JSON.stringify(log.errors));
+      assert.ok(!log.states.includes("backoff") && !log.states.includes("closed"), log.states.join());
+      assert.equal(log.errors.length, page.eventsUrls.length - 1, page.eventsUrls.join("\n"));
+      await page.close();
+    }, [], script);
+  } finally {
+    hold.abort();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 // A stand-in gateway on another origin: /hang never answers; /bad sends
 // malformed envelopes and, when the browser retries, replays what it sent;
