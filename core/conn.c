@@ -3,8 +3,8 @@
  * libevent 2.1 calls nothing of ours when evhttp accepts a connection; it
  * only asks us to make the connection's bufferevent (evhttp_set_bevcb), and
  * makes the connection object right after, in the same accept callback. So
- * each new bufferevent is queued and adopted from a highest-priority event,
- * which runs before anything is read from the socket; evhttp's close
+ * each new bufferevent is queued and adopted from an event activated
+ * during the accept, which runs before anything is read from the socket; evhttp's close
  * callback then says when the connection goes.
  *
  * evhttp's own timeout restarts with every byte read, so a client sending
@@ -48,6 +48,8 @@
  * its answers to drain. */
 /* How long an answered-and-closing connection may take to read its answer. */
 #define LINGER_SECONDS 2.0
+/* Connections accepted per loop turn, at most (see make_bev). */
+#define CONNS_ACCEPT_BATCH 64
 /* How long the listeners rest after accept() failed for lack of descriptors. */
 #define ACCEPT_PAUSE_USEC 100000
 
@@ -91,7 +93,9 @@ struct conns {
   struct event *free_ev;
   struct conn *fresh, **fresh_tail; /* accepted, not adopted yet (FIFO) */
   struct event *adopt_ev, *resume_ev;
-  int burst_paused; /* listeners stopped until the fresh ones are adopted */
+  int burst_paused; /* listeners stopped until the next loop turn */
+  int batch;        /* accepted since the last adoption */
+  struct event *pace_ev; /* listens again, next loop turn */
   double last_warning;
   /* evcon -> conn: open addressing, linear probing, at most half full */
   struct conn **slots;
@@ -407,11 +411,38 @@ static void on_adopt(evutil_socket_t fd, short what, void *arg)
     list = c->next_fresh;
     adopt(c);
   }
+  cs->batch = 0;
   if (cs->burst_paused) {
-    cs->burst_paused = 0;
-    if (!evtimer_pending(cs->resume_ev, NULL))
-      set_listening(cs->w, 1);
+    static const struct timeval next_turn = {0, 0};
+    evtimer_add(cs->pace_ev, &next_turn);
   }
+}
+
+static void on_pace(evutil_socket_t fd, short what, void *arg)
+{
+  (void)fd;
+  (void)what;
+  struct conns *cs = arg;
+  cs->burst_paused = 0;
+  if (!evtimer_pending(cs->resume_ev, NULL))
+    set_listening(cs->w, 1);
+}
+
+/* Is the kernel's queue of connections waiting for accept() past half
+ * full on one of the worker's listeners? Then pausing would have it drop
+ * connections (the clients retry a second later). Linux reports the
+ * queue's length and limit in tcp_info for a listening socket. */
+static int backlog_filling(struct worker *w)
+{
+  for (int i = 0; i < w->nbound; i++) {
+    struct tcp_info info;
+    socklen_t len = sizeof(info);
+    evutil_socket_t fd = evconnlistener_get_fd(evhttp_bound_socket_get_listener(w->bound[i]));
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 &&
+        (size_t)info.tcpi_unacked * 2 > (size_t)info.tcpi_sacked)
+      return 1;
+  }
+  return 0;
 }
 
 /* evhttp's bufferevent callback: runs inside the accept, before evhttp has
@@ -435,9 +466,15 @@ static struct bufferevent *make_bev(struct event_base *base, void *arg)
   struct gateway *gw = cs->w->gw;
   /* Streams count too: each one holds a descriptor as long as it lives. */
   c->rank = atomic_fetch_add(&gw->nconns, 1) + 1 + atomic_load(&gw->nclients);
-  /* libevent accepts everything the backlog holds in one go: far past the
-   * limit, stop it here; on_adopt closes the excess and listens again. */
-  if (c->rank > gw->cfg->max_connections + CONFIG_ANSWERED_REFUSALS && !cs->burst_paused) {
+  /* libevent accepts everything the backlog holds in one go. In a storm
+   * that is thousands of connections, each with its evhttp state, before
+   * any request is read: accepting in batches, with the requests of one
+   * batch read (and most of that state freed) before the next, keeps the
+   * peak, and the memory it leaves scattered, small. Far past the limit,
+   * the batch stops at once; on_adopt closes the excess. */
+  if (((++cs->batch >= CONNS_ACCEPT_BATCH && !backlog_filling(cs->w)) ||
+       c->rank > gw->cfg->max_connections + CONFIG_ANSWERED_REFUSALS) &&
+      !cs->burst_paused) {
     cs->burst_paused = 1;
     set_listening(cs->w, 0);
   }
@@ -670,6 +707,7 @@ struct conns *conns_new(struct worker *w, struct evhttp *http)
   cs->adopt_ev = event_new(w->base, -1, 0, on_adopt, cs);
   cs->resume_ev = evtimer_new(w->base, on_resume, cs);
   cs->free_ev = evtimer_new(w->base, on_free_handed, cs);
+  cs->pace_ev = evtimer_new(w->base, on_pace, cs);
   cs->spare_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int slot = -1;
   pthread_mutex_lock(&registry_lock);
@@ -677,12 +715,16 @@ struct conns *conns_new(struct worker *w, struct evhttp *http)
     if (!registry[i])
       registry[(slot = i)] = cs;
   pthread_mutex_unlock(&registry_lock);
-  if (!cs->adopt_ev || !cs->resume_ev || !cs->free_ev || cs->spare_fd < 0 || slot < 0) {
+  if (!cs->adopt_ev || !cs->resume_ev || !cs->free_ev || !cs->pace_ev || cs->spare_fd < 0 || slot < 0) {
     conns_free(cs);
     return NULL;
   }
-  /* Before any read event of the new connection can run. */
-  event_priority_set(cs->adopt_ev, 0);
+  /* adopt_ev keeps the default priority, that of the read events: it is
+   * activated during the accept, so it runs before any read event of the
+   * new connection can (those come from a later poll, behind it in the
+   * same queue). A higher priority would make libevent cut every loop turn
+   * short after each accept, and a storm's accepts then starve the reads
+   * of the connections already accepted. */
   event_priority_set(cs->free_ev, 0);
   evhttp_set_bevcb(http, make_bev, cs);
   return cs;
@@ -708,6 +750,8 @@ void conns_free(struct conns *cs)
     event_free(cs->resume_ev);
   if (cs->free_ev)
     event_free(cs->free_ev);
+  if (cs->pace_ev)
+    event_free(cs->pace_ev);
   free(cs->handed);
   if (cs->spare_fd >= 0)
     close(cs->spare_fd);
