@@ -10,14 +10,6 @@
 #include "idem.h"
 #include "message.h"
 
-struct pub_item {
-  const char *const *targets;
-  size_t ntargets;
-  int handler_id;
-  const char *event; /* NULL when none */
-  const char *json;  /* the payload, valid JSON */
-  size_t json_len;
-};
 
 /* Publishes n items in order; writes each id to ids[i]. Returns the number
  * published (n unless memory ran out). */

@@ -18,7 +18,7 @@
 #include "broker.h"
 #include "idem.h"
 #include "log.h"
-#include "publish.h"
+#include "validate.h"
 #include "ring.h"
 #include "sse.h"
 #include "worker.h"
@@ -365,6 +365,7 @@ struct entries {
   struct pub_item *items;
   char **targets_copy;   /* the "t" field, split in place */
   const char ***targetv; /* pointers into targets_copy */
+  char why[200];         /* why the last entry was refused */
 };
 
 static void entries_clear(struct entries *e)
@@ -386,19 +387,6 @@ static const redisReply *field(const redisReply *fields, const char *name)
       return fields->element[i + 1]->type == REDIS_REPLY_STRING ? fields->element[i + 1] : NULL;
   }
   return NULL;
-}
-
-static int json_ok(const char *s, size_t len)
-{
-  struct json_tokener *tok = json_tokener_new();
-  if (!tok)
-    return 0;
-  struct json_object *o = json_tokener_parse_ex(tok, s, (int)len);
-  int ok = json_tokener_get_error(tok) == json_tokener_success &&
-           json_tokener_get_parse_end(tok) == len;
-  json_object_put(o);
-  json_tokener_free(tok);
-  return ok;
 }
 
 /* The id of entry [id, [field, value, ...]], and its "p" field: the id of
@@ -425,46 +413,39 @@ static const char *parse_fields(struct entries *e, const redisReply *fields)
                    *ev = field(fields, "e");
   struct pub_item *it = &e->items[k];
   memset(it, 0, sizeof(*it));
-  if (!d || !json_ok(d->str, d->len))
-    return "field d (data) is missing or not JSON";
+  if (!d || !t || t->len == 0)
+    return "field d (data) or t (targets) is missing";
   it->json = d->str;
   it->json_len = d->len;
   if (h) {
     char *end;
     long v = strtol(h->str, &end, 10);
-    if (end == h->str || *end || v < 0 || v > 255)
-      return "field h (handler_id) is not 0..255";
-    it->handler_id = (int)v;
+    it->handler_id = end == h->str || *end || v < 0 || v > 255 ? -1 : (int)v;
   }
-  if (ev) {
-    if (!sse_event_name_ok(ev->str))
-      return "field e (event) is not an event name";
-    it->event = ev->str;
-  }
-  if (!t || t->len == 0 || !(e->targets_copy[k] = strndup(t->str, t->len)))
-    return "field t (targets) is missing";
+  it->event = ev ? ev->str : NULL;
+  if (!(e->targets_copy[k] = strndup(t->str, t->len)))
+    return "out of memory";
   size_t nt = 1;
   for (size_t i = 0; i < t->len; i++)
     nt += t->str[i] == '\n';
-  if (nt > PUBLISH_MAX_TARGETS || !(e->targetv[k] = calloc(nt, sizeof(char *))))
+  if (nt > PUBLISH_MAX_TARGETS)
     return "field t (targets) names too many channels";
+  if (!(e->targetv[k] = calloc(nt, sizeof(char *))))
+    return "out of memory";
   char *p = e->targets_copy[k];
   for (size_t i = 0; i < nt; i++) {
     char *nl = strchr(p, '\n');
     if (nl)
       *nl = '\0';
-    size_t len = strlen(p);
-    if (len == 0 || len > PUBLISH_MAX_TARGET_LEN)
-      return "field t (targets) has an empty or too long channel name";
-    for (size_t j = 0; j < len; j++)
-      if ((unsigned char)p[j] < 0x20)
-        return "field t (targets) has a control character";
     e->targetv[k][i] = p;
-    p = nl ? nl + 1 : p + len;
+    p = nl ? nl + 1 : p + strlen(p);
   }
   it->targets = e->targetv[k];
   it->ntargets = nt;
-  return NULL;
+  /* The same rules as every publish: an entry that breaks them was not
+   * written by a gateway (whose publishes are checked before Redis). */
+  char field_name[32];
+  return validate_item(it, 0, field_name, sizeof(field_name), e->why, sizeof(e->why));
 }
 
 static void flush_entries(struct cluster *cl, struct entries *e, enum message_kind kind)

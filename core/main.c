@@ -17,6 +17,7 @@
 #include "hub.h"
 #include "idem.h"
 #include "log.h"
+#include "validate.h"
 #include "ring.h"
 #include "worker.h"
 
@@ -63,6 +64,9 @@ static int host_publish(void *ud, const char *const *targets, size_t ntargets, c
   char ids[1][MESSAGE_ID_MAX], scoped[IDEM_KEY_MAX + 16], digest_hex[2 * IDEM_DIGEST_LEN + 1];
   unsigned char digest[IDEM_DIGEST_LEN];
   struct pub_item it = {targets, ntargets, handler_id, event, json, len};
+  char field[32];
+  if (validate_item(&it, (size_t)gw->cfg->max_body, field, sizeof(field), err, errcap))
+    return -1;
   if (key) {
     if (!idem_key_valid(key)) {
       snprintf(err, errcap, "a key is 1 to %d printable ASCII characters", IDEM_KEY_MAX);
@@ -78,12 +82,6 @@ static int host_publish(void *ud, const char *const *targets, size_t ntargets, c
   if (gw->cluster) {
     /* Redis assigns the id later: the hook gets nil, failures are logged. */
     struct worker *w = worker_current();
-    for (size_t i = 0; i < ntargets; i++)
-      for (const char *p = targets[i]; *p; p++)
-        if ((unsigned char)*p < 0x20) {
-          snprintf(err, errcap, "a target must not contain control characters");
-          return -1;
-        }
     if (!w) {
       snprintf(err, errcap, "not available while the script loads in cluster mode");
       return -1;

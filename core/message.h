@@ -23,6 +23,18 @@ static inline int msgpos_cmp(struct msgpos a, struct msgpos b)
   return a.seq < b.seq ? -1 : a.seq > b.seq;
 }
 
+/* A message to publish, as parsed (by POST /publish, tinysse.publish or
+ * the cluster follower) and checked by validate.h; the strings belong to
+ * the caller. */
+struct pub_item {
+  const char *const *targets;
+  size_t ntargets;
+  int handler_id;
+  const char *event; /* NULL when none */
+  const char *json;  /* the payload, valid JSON */
+  size_t json_len;
+};
+
 enum message_kind {
   MESSAGE_LIVE,    /* fanned out to matching clients */
   MESSAGE_BACKLOG, /* read at a cluster node's start: replay only, never live */

@@ -92,17 +92,6 @@ static int fail(char *msg, size_t msglen, const char *fmt, ...)
   return -1;
 }
 
-static int target_ok(const char *t, size_t len)
-{
-  if (len == 0 || len > PUBLISH_MAX_TARGET_LEN || strlen(t) != len)
-    return 0;
-  for (size_t i = 0; i < len; i++)
-    if ((unsigned char)t[i] < 0x20)
-      return 0;
-  return 1;
-}
-
-static int handler_ok(int64_t v) { return v >= 0 && v <= 255; }
 
 /* Fills item i from one JSON object; prefix names it in errors ("" or "[3]"). */
 static int parse_item(struct pub_batch *b, size_t i, struct json_object *o, const char *prefix,
@@ -125,18 +114,23 @@ static int parse_item(struct pub_batch *b, size_t i, struct json_object *o, cons
     } else if (strcmp(key, "handler_id") == 0) {
       errno = 0;
       int64_t h = json_object_get_int64(val);
-      if (!json_object_is_type(val, json_type_int) || errno || !handler_ok(h)) {
+      if (!json_object_is_type(val, json_type_int) || errno) {
         snprintf(field, fieldlen, "%s%shandler_id", prefix, *prefix ? "." : "");
-        return fail(msg, msglen, "handler_id must be an integer from 0 to 255");
+        validate_handler(-1, msg, msglen);
+        return -1;
+      }
+      if (validate_handler(h, msg, msglen)) {
+        snprintf(field, fieldlen, "%s%shandler_id", prefix, *prefix ? "." : "");
+        return -1;
       }
       it->handler_id = (int)h;
     } else if (strcmp(key, "event") == 0) {
       const char *e = json_object_get_string(val);
       if (json_object_is_type(val, json_type_null))
         continue;
-      if (!json_object_is_type(val, json_type_string) || !sse_event_name_ok(e)) {
+      if (validate_event(json_object_is_type(val, json_type_string) ? e : "", msg, msglen)) {
         snprintf(field, fieldlen, "%s%sevent", prefix, *prefix ? "." : "");
-        return fail(msg, msglen, "event must be a name of 1 to 64 printable characters without spaces");
+        return -1;
       }
       if (!(it->event = keep(b, e, strlen(e))))
         return fail(msg, msglen, "out of memory");
@@ -149,8 +143,8 @@ static int parse_item(struct pub_batch *b, size_t i, struct json_object *o, cons
   if (!targets || !json_object_is_type(targets, json_type_array))
     return fail(msg, msglen, "targets must be an array of channel names");
   size_t nt = json_object_array_length(targets);
-  if (nt == 0 || nt > PUBLISH_MAX_TARGETS)
-    return fail(msg, msglen, "targets must name 1 to %d channels", PUBLISH_MAX_TARGETS);
+  if (validate_ntargets(nt, msg, msglen))
+    return -1;
   const char **tv = calloc(nt, sizeof(char *));
   if (!tv)
     return fail(msg, msglen, "out of memory");
@@ -159,9 +153,9 @@ static int parse_item(struct pub_batch *b, size_t i, struct json_object *o, cons
     struct json_object *t = json_object_array_get_idx(targets, k);
     const char *s = json_object_get_string(t);
     size_t len = json_object_get_string_len(t);
-    if (!json_object_is_type(t, json_type_string) || !target_ok(s, len))
-      return fail(msg, msglen, "targets[%zu] must be a channel name of 1 to %d bytes", k,
-                  PUBLISH_MAX_TARGET_LEN);
+    if (validate_target(json_object_is_type(t, json_type_string) ? s : "",
+                        json_object_is_type(t, json_type_string) ? len : 0, k, msg, msglen))
+      return -1;
     if (!(tv[k] = keep(b, s, len)))
       return fail(msg, msglen, "out of memory");
   }
@@ -284,16 +278,13 @@ struct pub_batch *publish_parse_raw(const char *targets, const char *handler_id,
     size_t l = comma ? (size_t)(comma - p) : strlen(p);
     snprintf(field, fieldlen, "targets");
     if (nt == PUBLISH_MAX_TARGETS) {
-      fail(msg, msglen, "targets must name 1 to %d channels", PUBLISH_MAX_TARGETS);
+      validate_ntargets(nt + 1, msg, msglen);
       goto bad;
     }
     if (!(tv[nt] = keep(b, p, l)))
       goto oom;
-    if (!target_ok(tv[nt], l)) {
-      fail(msg, msglen, "targets[%zu] must be a channel name of 1 to %d bytes", nt,
-           PUBLISH_MAX_TARGET_LEN);
+    if (validate_target(tv[nt], l, nt, msg, msglen))
       goto bad;
-    }
     nt++;
     if (!comma)
       break;
@@ -305,17 +296,15 @@ struct pub_batch *publish_parse_raw(const char *targets, const char *handler_id,
     char *end;
     errno = 0;
     long h = strtol(handler_id, &end, 10);
-    if (errno || end == handler_id || *end || !handler_ok(h)) {
+    if (validate_handler(errno || end == handler_id || *end ? -1 : h, msg, msglen)) {
       snprintf(field, fieldlen, "handler_id");
-      fail(msg, msglen, "handler_id must be an integer from 0 to 255");
       goto bad;
     }
     it->handler_id = (int)h;
   }
   if (event) {
-    if (!sse_event_name_ok(event)) {
+    if (validate_event(event, msg, msglen)) {
       snprintf(field, fieldlen, "event");
-      fail(msg, msglen, "event must be a name of 1 to 64 printable characters without spaces");
       goto bad;
     }
     if (!(it->event = keep(b, event, strlen(event))))

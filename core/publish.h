@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "validate.h"
+
 struct worker;
 struct evhttp_request;
 struct pub_batch;
@@ -14,9 +16,6 @@ void publish_request(struct worker *w, struct evhttp_request *req);
 /* Parsing, separate from HTTP so it can be tested and fuzzed. On success
  * returns a batch (free with pub_batch_free); on failure NULL with a
  * message and the offending field ("" when it is the whole body). */
-#define PUBLISH_MAX_BATCH 1000
-#define PUBLISH_MAX_TARGETS 64
-#define PUBLISH_MAX_TARGET_LEN 200
 struct pub_batch *publish_parse_json(const char *body, size_t len, char *field, size_t fieldlen,
                                      char *msg, size_t msglen);
 struct pub_batch *publish_parse_raw(const char *targets, const char *handler_id, const char *event,

@@ -3,6 +3,8 @@
  * traceback handler, a count hook enforcing a time budget, and an allocator
  * enforcing a memory cap. */
 #include "host.h"
+#include "alloc.h"
+#include "validate.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -407,8 +409,8 @@ int script_validate_token(struct script *s, const char *token, const struct scri
     rc = bad_return(s, "validate_token", "an expiry (Unix seconds) or nothing as its third value",
                     why, whylen);
   } else {
-    *user_id = strdup(lua_tostring(L, -3));
-    *role = strdup(lua_tostring(L, -2));
+    *user_id = xstrdup(lua_tostring(L, -3));
+    *role = xstrdup(lua_tostring(L, -2));
     *expires_at = lua_isnil(L, -1) ? 0 : lua_tonumber(L, -1);
     rc = SCRIPT_OK;
   }
@@ -425,8 +427,6 @@ void script_strv_free(char **v, size_t n)
   free(v);
 }
 
-#define MAX_CHANNELS 256
-#define MAX_CHANNEL_LEN 200
 
 int script_channels(struct script *s, const char *user_id, const char *role,
                     const struct script_req *req, char ***out, size_t *n, char *why, size_t whylen)
@@ -446,24 +446,26 @@ int script_channels(struct script *s, const char *user_id, const char *role,
     goto done;
   }
   lua_Integer len = (lua_Integer)lua_rawlen(L, -1);
-  if (len < 1 || len > MAX_CHANNELS) {
+  if (len < 1 || len > STREAM_MAX_CHANNELS) {
     snprintf(why, whylen, "channels returned %lld channels; expected 1 to %d",
-             (long long)len, MAX_CHANNELS);
+             (long long)len, STREAM_MAX_CHANNELS);
     rc = bad_return(s, "channels", "a non-empty array of at most 256 names", why, whylen);
     goto done;
   }
-  char **v = calloc((size_t)len, sizeof(char *));
-  for (lua_Integer i = 1; v && i <= len; i++) {
+  char **v = xcalloc((size_t)len, sizeof(char *));
+  for (lua_Integer i = 1; i <= len; i++) {
     size_t sl;
     lua_rawgeti(L, -1, i);
     const char *str = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &sl) : NULL;
-    if (!str || sl == 0 || sl > MAX_CHANNEL_LEN || strlen(str) != sl) {
+    /* the publish rule for channel names: no script joins a private one */
+    if (!str || !channel_name_ok(str, sl) || strlen(str) != sl) {
       script_strv_free(v, (size_t)len);
-      rc = bad_return(s, "channels", "channel names as non-empty strings of at most 200 bytes",
+      rc = bad_return(s, "channels",
+                      "channel names as strings of 1 to 200 bytes without control characters",
                       why, whylen);
       goto done;
     }
-    v[i - 1] = strdup(str);
+    v[i - 1] = xstrdup(str);
     lua_pop(L, 1);
   }
   *out = v;
@@ -516,7 +518,7 @@ int script_issue_token(struct script *s, const struct script_req *req, char **to
              lua_tonumber(L, -1) < 0) {
     rc = bad_return(s, "issue_token", "expires_in (seconds) as its second value", why, whylen);
   } else {
-    *token = strdup(lua_tostring(L, -2));
+    *token = xstrdup(lua_tostring(L, -2));
     *expires_in = lua_tonumber(L, -1);
     rc = SCRIPT_OK;
   }

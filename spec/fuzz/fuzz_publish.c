@@ -22,7 +22,7 @@ static void check(struct pub_batch *b)
   for (size_t i = 0; i < n; i++) {
     assert(it[i].ntargets >= 1 && it[i].ntargets <= PUBLISH_MAX_TARGETS);
     for (size_t k = 0; k < it[i].ntargets; k++)
-      assert(strlen(it[i].targets[k]) >= 1 && strlen(it[i].targets[k]) <= PUBLISH_MAX_TARGET_LEN);
+      assert(strlen(it[i].targets[k]) >= 1 && strlen(it[i].targets[k]) <= CHANNEL_MAX_LEN);
     assert(it[i].handler_id >= 0 && it[i].handler_id <= 255);
     assert(!it[i].event || sse_event_name_ok(it[i].event));
     /* the frame of every accepted message can be built */
