@@ -21,12 +21,9 @@
 #include "validate.h"
 #include "ring.h"
 #include "sse.h"
-#include "worker.h"
+#include "redis_link.h"
 
-#define LINK_TIMEOUT 5.0     /* seconds to connect, or to get an answer */
-#define BACKOFF_MIN 0.1      /* first reconnect delay; doubles up to ... */
-#define BACKOFF_MAX 5.0
-#define FOLLOW_BLOCK_MS 1000 /* XREAD BLOCK: well inside LINK_TIMEOUT */
+#define FOLLOW_BLOCK_MS 1000 /* XREAD BLOCK: well inside the link's 5 s watchdog */
 #define FOLLOW_COUNT 1000    /* entries per XREAD */
 
 struct cluster {
@@ -36,325 +33,14 @@ struct cluster {
   char maxlen[24]; /* --buffer: Redis keeps as many messages as each node */
   size_t cap;
   /* the follower: worker 0's thread only */
-  struct cluster_link *follow;
+  struct redis_link *follow;
   struct msgpos last; /* the newest id read */
   int synced;
   /* read from any thread */
-  atomic_int ready, links, links_up;
-  atomic_ulong connects, disconnects, entries_read, bad_entries, gaps, publish_refused,
-      publish_failed;
+  struct redis_link_stats links;
+  atomic_int ready;
+  atomic_ulong entries_read, bad_entries, gaps, publish_refused, publish_failed;
 };
-
-struct cluster_link {
-  struct cluster *cl;
-  struct worker *w;
-  const char *role; /* "publish" or "follow" */
-  redisAsyncContext *ac; /* NULL while down */
-  int up, stopping;
-  double backoff;
-  struct event *retry_ev, *watch_ev;
-  int outstanding;      /* commands whose answer is awaited */
-  double last_progress; /* when the last answer came (or the wait began) */
-  void (*on_up)(struct cluster_link *l);
-};
-
-static double mono_now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static struct timeval to_tv(double s)
-{
-  struct timeval tv = {(time_t)s, (suseconds_t)((s - (double)(time_t)s) * 1e6)};
-  return tv;
-}
-
-/* ---- the URL ---- */
-
-int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t errlen)
-{
-  static const char scheme[] = "redis://";
-  memset(out, 0, sizeof(*out));
-  out->port = 6379;
-  if (strncmp(url, scheme, sizeof(scheme) - 1) != 0) {
-    snprintf(err, errlen, "--redis: expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]");
-    return -1;
-  }
-  const char *p = url + sizeof(scheme) - 1;
-  const char *at = strrchr(p, '@');
-  if (at) {
-    const char *colon = memchr(p, ':', (size_t)(at - p));
-    const char *pw = colon ? colon + 1 : p;
-    if ((size_t)(at - pw) >= sizeof(out->password) ||
-        (colon && (size_t)(colon - p) >= sizeof(out->user))) {
-      snprintf(err, errlen, "--redis: the user name or password is too long");
-      return -1;
-    }
-    if (colon)
-      memcpy(out->user, p, (size_t)(colon - p));
-    memcpy(out->password, pw, (size_t)(at - pw));
-    p = at + 1;
-  }
-  size_t hl = strcspn(p, ":/");
-  if (hl == 0 || hl >= sizeof(out->host)) {
-    snprintf(err, errlen, "--redis: a host is needed (redis://HOST:PORT)");
-    return -1;
-  }
-  memcpy(out->host, p, hl);
-  for (size_t i = 0; i < hl; i++)
-    if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z') || (p[i] >= '0' && p[i] <= '9') ||
-          p[i] == '.' || p[i] == '-' || p[i] == '_')) {
-      snprintf(err, errlen, "--redis: unexpected '%c' in the host name", p[i]);
-      return -1;
-    }
-  p += hl;
-  if (*p == ':') {
-    char *end;
-    errno = 0;
-    long port = strtol(p + 1, &end, 10);
-    if (errno || end == p + 1 || port < 1 || port > 65535 || (*end && *end != '/')) {
-      snprintf(err, errlen, "--redis: the port must be a number from 1 to 65535");
-      return -1;
-    }
-    out->port = (int)port;
-    p = end;
-  }
-  if (*p == '/' && p[1]) {
-    char *end;
-    errno = 0;
-    long db = strtol(p + 1, &end, 10);
-    if (errno || end == p + 1 || *end || db < 0 || db > 100000) {
-      snprintf(err, errlen, "--redis: the database must be a number (redis://HOST:PORT/DB)");
-      return -1;
-    }
-    out->db = (int)db;
-  } else if (*p && strcmp(p, "/") != 0) {
-    snprintf(err, errlen, "--redis: unexpected '%s' after the host", p);
-    return -1;
-  }
-  return 0;
-}
-
-/* ---- connections ---- */
-
-static void link_connect(struct cluster_link *l);
-
-static void link_schedule(struct cluster_link *l)
-{
-  if (l->stopping)
-    return;
-  double d = l->backoff * (0.75 + 0.5 * ((double)random() / (double)RAND_MAX));
-  l->backoff = l->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : l->backoff * 2;
-  struct timeval tv = to_tv(d);
-  evtimer_add(l->retry_ev, &tv);
-}
-
-/* The connection is gone (hiredis frees it, or the caller does). */
-static void link_lost(struct cluster_link *l, const char *why)
-{
-  struct cluster *cl = l->cl;
-  char q[300];
-  l->ac = NULL;
-  l->outstanding = 0;
-  if (l->up) {
-    l->up = 0;
-    atomic_fetch_sub(&cl->links_up, 1);
-    atomic_fetch_add(&cl->disconnects, 1);
-    log_event(LOG_WARN, "redis_down", "role=%s worker=%d reason=%s", l->role, l->w->index,
-              log_quote(q, sizeof(q), why));
-  } else if (!l->stopping) {
-    log_event(LOG_WARN, "redis_connect_failed", "role=%s worker=%d addr=%s:%d reason=%s retry_in=%.1fs",
-              l->role, l->w->index, cl->url.host, cl->url.port, log_quote(q, sizeof(q), why),
-              l->backoff);
-  }
-  link_schedule(l);
-}
-
-/* Closes the connection on purpose; answers still awaited come back empty. */
-static void link_drop(struct cluster_link *l, const char *why)
-{
-  redisAsyncContext *ac = l->ac;
-  if (!ac)
-    return;
-  char copy[256];
-  snprintf(copy, sizeof(copy), "%s", why);
-  link_lost(l, copy);
-  redisAsyncFree(ac);
-}
-
-static void progress(struct cluster_link *l, const redisAsyncContext *ac)
-{
-  if (l->ac == ac) {
-    if (l->outstanding > 0)
-      l->outstanding--;
-    l->last_progress = mono_now();
-  }
-}
-
-static void awaiting(struct cluster_link *l)
-{
-  if (l->outstanding++ == 0)
-    l->last_progress = mono_now();
-}
-
-/* The answer to a command of l, or NULL when there is none to act on (the
- * connection went, or l has moved on to another one). */
-static redisReply *answer(struct cluster_link *l, redisAsyncContext *ac, void *r)
-{
-  progress(l, ac);
-  return l->ac == ac ? r : NULL;
-}
-
-static void on_connect(const redisAsyncContext *ac, int status)
-{
-  struct cluster_link *l = ac->data;
-  if (l && l->ac == ac && status != REDIS_OK)
-    link_lost(l, ac->errstr[0] ? ac->errstr : "cannot connect");
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-  struct cluster_link *l = ac->data;
-  if (l && l->ac == ac)
-    link_lost(l, status == REDIS_OK || !ac->errstr[0] ? "connection closed" : ac->errstr);
-}
-
-/* AUTH and SELECT: an error reply ends the attempt. */
-static void on_setup(redisAsyncContext *ac, void *r, void *priv)
-{
-  struct cluster_link *l = priv;
-  redisReply *reply = answer(l, ac, r);
-  if (reply && reply->type == REDIS_REPLY_ERROR)
-    link_drop(l, reply->str);
-}
-
-static void on_ready(redisAsyncContext *ac, void *r, void *priv)
-{
-  struct cluster_link *l = priv;
-  redisReply *reply = answer(l, ac, r);
-  struct cluster *cl = l->cl;
-  if (!reply)
-    return;
-  if (reply->type == REDIS_REPLY_ERROR) {
-    link_drop(l, reply->str);
-    return;
-  }
-  l->up = 1;
-  l->backoff = BACKOFF_MIN;
-  atomic_fetch_add(&cl->links_up, 1);
-  atomic_fetch_add(&cl->connects, 1);
-  log_event(LOG_INFO, "redis_connected", "role=%s worker=%d addr=%s:%d db=%d", l->role,
-            l->w->index, cl->url.host, cl->url.port, cl->url.db);
-  if (l->on_up)
-    l->on_up(l);
-}
-
-static void link_connect(struct cluster_link *l)
-{
-  struct redis_url *u = &l->cl->url;
-  redisAsyncContext *ac = redisAsyncConnect(u->host, u->port);
-  if (!ac) {
-    link_lost(l, "out of memory");
-    return;
-  }
-  if (ac->err) {
-    char why[256];
-    snprintf(why, sizeof(why), "%s", ac->errstr);
-    redisAsyncFree(ac);
-    link_lost(l, why);
-    return;
-  }
-  ac->data = l;
-  if (redisLibeventAttach(ac, l->w->base) != REDIS_OK) {
-    redisAsyncFree(ac);
-    link_lost(l, "cannot attach to the event loop");
-    return;
-  }
-  redisAsyncSetConnectCallback(ac, on_connect);
-  redisAsyncSetDisconnectCallback(ac, on_disconnect);
-  l->ac = ac;
-  l->outstanding = 0;
-  if (u->user[0]) {
-    awaiting(l);
-    redisAsyncCommand(ac, on_setup, l, "AUTH %s %s", u->user, u->password);
-  } else if (u->password[0]) {
-    awaiting(l);
-    redisAsyncCommand(ac, on_setup, l, "AUTH %s", u->password);
-  }
-  if (u->db) {
-    awaiting(l);
-    redisAsyncCommand(ac, on_setup, l, "SELECT %d", u->db);
-  }
-  awaiting(l);
-  redisAsyncCommand(ac, on_ready, l, "PING");
-}
-
-static void on_retry(evutil_socket_t fd, short what, void *arg)
-{
-  (void)fd;
-  (void)what;
-  struct cluster_link *l = arg;
-  if (!l->stopping && !l->ac)
-    link_connect(l);
-}
-
-/* hiredis 0.14 has no timeouts: a connection that does not answer within
- * LINK_TIMEOUT (a paused or unreachable server) is dropped and redialled. */
-static void on_watch(evutil_socket_t fd, short what, void *arg)
-{
-  (void)fd;
-  (void)what;
-  struct cluster_link *l = arg;
-  if (l->ac && (l->outstanding > 0 || !l->up) && mono_now() - l->last_progress > LINK_TIMEOUT)
-    link_drop(l, l->up ? "no answer from Redis within 5 s" : "connect timed out after 5 s");
-}
-
-static struct cluster_link *link_new(struct cluster *cl, struct worker *w, const char *role)
-{
-  struct cluster_link *l = calloc(1, sizeof(*l));
-  if (!l)
-    return NULL;
-  l->cl = cl;
-  l->w = w;
-  l->role = role;
-  l->backoff = BACKOFF_MIN;
-  l->retry_ev = evtimer_new(w->base, on_retry, l);
-  l->watch_ev = event_new(w->base, -1, EV_PERSIST, on_watch, l);
-  if (!l->retry_ev || !l->watch_ev) {
-    if (l->retry_ev)
-      event_free(l->retry_ev);
-    if (l->watch_ev)
-      event_free(l->watch_ev);
-    free(l);
-    return NULL;
-  }
-  struct timeval now = {0, 0}, second = {1, 0};
-  evtimer_add(l->retry_ev, &now); /* connect once the loop runs */
-  event_add(l->watch_ev, &second);
-  atomic_fetch_add(&cl->links, 1);
-  return l;
-}
-
-static void link_free(struct cluster_link *l)
-{
-  if (!l)
-    return;
-  l->stopping = 1;
-  if (l->ac) {
-    redisAsyncContext *ac = l->ac;
-    if (l->up)
-      atomic_fetch_sub(&l->cl->links_up, 1);
-    l->up = 0;
-    l->ac = NULL;
-    redisAsyncFree(ac); /* answers still awaited come back empty */
-  }
-  atomic_fetch_sub(&l->cl->links, 1);
-  event_free(l->retry_ev);
-  event_free(l->watch_ev);
-  free(l);
-}
 
 /* ---- reading the stream ---- */
 
@@ -523,17 +209,17 @@ static void follow_read(struct cluster *cl);
 /* At start: what Redis holds becomes the replay backlog, never sent live. */
 static void on_backlog(redisAsyncContext *ac, void *r, void *priv)
 {
-  struct cluster_link *l = priv;
-  struct cluster *cl = l->cl;
-  redisReply *reply = answer(l, ac, r);
+  struct cluster *cl = priv;
+  struct redis_link *l = cl->follow;
+  redisReply *reply = redis_link_answer(l, ac, r);
   if (!reply)
     return;
   if (reply->type != REDIS_REPLY_ARRAY) {
-    link_drop(l, reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer to XREVRANGE");
+    redis_link_drop(l, reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer to XREVRANGE");
     return;
   }
   if (consume(cl, reply, 1, MESSAGE_BACKLOG) != 0) {
-    link_drop(l, "out of memory");
+    redis_link_drop(l, "out of memory");
     return;
   }
   log_event(LOG_INFO, "redis_synced", "key=%s backlog=%zu", cl->key, reply->elements);
@@ -544,9 +230,9 @@ static void on_backlog(redisAsyncContext *ac, void *r, void *priv)
 
 static void on_read(redisAsyncContext *ac, void *r, void *priv)
 {
-  struct cluster_link *l = priv;
-  struct cluster *cl = l->cl;
-  redisReply *reply = answer(l, ac, r);
+  struct cluster *cl = priv;
+  struct redis_link *l = cl->follow;
+  redisReply *reply = redis_link_answer(l, ac, r);
   if (!reply)
     return;
   if (reply->type != REDIS_REPLY_NIL) { /* NIL: BLOCK ran out, nothing new */
@@ -554,11 +240,11 @@ static void on_read(redisAsyncContext *ac, void *r, void *priv)
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 1 ||
         reply->element[0]->type != REDIS_REPLY_ARRAY || reply->element[0]->elements != 2 ||
         reply->element[0]->element[1]->type != REDIS_REPLY_ARRAY) {
-      link_drop(l, reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer to XREAD");
+      redis_link_drop(l, reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer to XREAD");
       return;
     }
     if (consume(cl, reply->element[0]->element[1], 0, MESSAGE_LIVE) != 0) {
-      link_drop(l, "out of memory");
+      redis_link_drop(l, "out of memory");
       return;
     }
   }
@@ -567,25 +253,26 @@ static void on_read(redisAsyncContext *ac, void *r, void *priv)
 
 static void follow_read(struct cluster *cl)
 {
-  struct cluster_link *l = cl->follow;
+  struct redis_link *l = cl->follow;
   char from[MESSAGE_ID_MAX], count[16], block[16];
-  if (!l->ac)
+  redisAsyncContext *ac = redis_link_ctx(l);
+  if (!ac)
     return;
   message_id_format(from, cl->last.ms, cl->last.seq);
   snprintf(count, sizeof(count), "%d", FOLLOW_COUNT);
   snprintf(block, sizeof(block), "%d", FOLLOW_BLOCK_MS);
   const char *argv[] = {"XREAD", "COUNT", count, "BLOCK", block, "STREAMS", cl->key, from};
-  awaiting(l);
-  if (redisAsyncCommandArgv(l->ac, on_read, l, 8, argv, NULL) != REDIS_OK)
-    link_drop(l, "cannot send XREAD");
+  redis_link_awaiting(l);
+  if (redisAsyncCommandArgv(ac, on_read, cl, 8, argv, NULL) != REDIS_OK)
+    redis_link_drop(l, "cannot send XREAD");
 }
 
 /* The follower is (back) up: the first time it loads what Redis holds;
  * after a disconnection it simply reads on from the last id it saw (the
  * chain check in consume() notices anything it can no longer get). */
-static void follow_up(struct cluster_link *l)
+static void follow_up(struct redis_link *l, void *arg)
 {
-  struct cluster *cl = l->cl;
+  struct cluster *cl = arg;
   if (cl->synced) {
     log_event(LOG_INFO, "redis_catching_up", "key=%s", cl->key);
     follow_read(cl);
@@ -594,9 +281,9 @@ static void follow_up(struct cluster_link *l)
   char count[24];
   snprintf(count, sizeof(count), "%zu", cl->cap);
   const char *argv[] = {"XREVRANGE", cl->key, "+", "-", "COUNT", count};
-  awaiting(l);
-  if (redisAsyncCommandArgv(l->ac, on_backlog, l, 6, argv, NULL) != REDIS_OK)
-    link_drop(l, "cannot send XREVRANGE");
+  redis_link_awaiting(l);
+  if (redisAsyncCommandArgv(redis_link_ctx(l), on_backlog, cl, 6, argv, NULL) != REDIS_OK)
+    redis_link_drop(l, "cannot send XREVRANGE");
 }
 
 /* ---- publishing ---- */
@@ -649,7 +336,8 @@ static const char PUBLISH_SCRIPT[] =
     "return ids\n";
 
 struct pub_ctx {
-  struct cluster_link *l;
+  struct cluster *cl;
+  struct redis_link *l;
   size_t n;
   cluster_done_fn done;
   void *arg;
@@ -658,9 +346,9 @@ struct pub_ctx {
 static void on_published(redisAsyncContext *ac, void *r, void *priv)
 {
   struct pub_ctx *ctx = priv;
-  struct cluster *cl = ctx->l->cl;
+  struct cluster *cl = ctx->cl;
   redisReply *reply = r;
-  progress(ctx->l, ac);
+  redis_link_progress(ctx->l, ac);
   char (*ids)[MESSAGE_ID_MAX] = calloc(ctx->n, sizeof(*ids));
   const char *error = NULL, *note = NULL;
   int status = 503;
@@ -710,13 +398,11 @@ static void on_published(redisAsyncContext *ac, void *r, void *priv)
   free(ctx);
 }
 
-int cluster_publish(struct worker *w, const struct pub_item *items, size_t n,
-                    const struct cluster_once *once, cluster_done_fn done, void *arg, char *err,
-                    size_t errlen)
+int cluster_publish(struct cluster *cl, struct redis_link *l, const struct pub_item *items,
+                    size_t n, const struct cluster_once *once, cluster_done_fn done, void *arg,
+                    char *err, size_t errlen)
 {
-  struct cluster_link *l = w->redis;
-  struct cluster *cl = w->gw->cluster;
-  if (!l || !l->up || !l->ac) {
+  if (!redis_link_is_up(l)) {
     atomic_fetch_add(&cl->publish_refused, 1);
     snprintf(err, errlen, "Redis (%s:%d) is unreachable from this gateway; nothing was published",
              cl->url.host, cl->url.port);
@@ -742,7 +428,7 @@ int cluster_publish(struct worker *w, const struct pub_item *items, size_t n,
     }
     argv[a++] = cl->maxlen;
     argv[a++] = once ? once->digest : "-";
-    snprintf(window, sizeof(window), "%ld", (long)(w->gw->cfg->idem_window * 1000));
+    snprintf(window, sizeof(window), "%ld", (long)(cl->gw->cfg->idem_window * 1000));
     argv[a++] = window;
   }
   for (size_t i = 0; ok && i < n; i++) {
@@ -776,8 +462,8 @@ int cluster_publish(struct worker *w, const struct pub_item *items, size_t n,
     if (!lens[i])
       lens[i] = strlen(argv[i]);
   if (ok) {
-    *ctx = (struct pub_ctx){l, n, done, arg};
-    ok = redisAsyncCommandArgv(l->ac, on_published, ctx, (int)a, argv, lens) == REDIS_OK;
+    *ctx = (struct pub_ctx){cl, l, n, done, arg};
+    ok = redisAsyncCommandArgv(redis_link_ctx(l), on_published, ctx, (int)a, argv, lens) == REDIS_OK;
   }
   for (size_t i = 0; owned && i < n; i++)
     free(owned[i]);
@@ -791,7 +477,7 @@ int cluster_publish(struct worker *w, const struct pub_item *items, size_t n,
     atomic_fetch_add(&cl->publish_refused, 1);
     return -1;
   }
-  awaiting(l);
+  redis_link_awaiting(l);
   return 0;
 }
 
@@ -817,30 +503,22 @@ struct cluster *cluster_new(struct gateway *gw, char *err, size_t errlen)
 
 void cluster_free(struct cluster *cl) { free(cl); }
 
-int cluster_worker_init(struct worker *w)
+struct redis_link *cluster_attach(struct cluster *cl, struct event_base *base, int index)
 {
-  struct cluster *cl = w->gw->cluster;
-  if (!cl)
-    return 0;
-  if (!(w->redis = link_new(cl, w, "publish")))
-    return -1;
-  if (w->index == 0) {
-    if (!(cl->follow = link_new(cl, w, "follow")))
-      return -1;
-    cl->follow->on_up = follow_up;
+  struct redis_link *l = redis_link_new(base, &cl->url, "publish", index, &cl->links, NULL, NULL);
+  if (l && index == 0 && !cl->follow &&
+      !(cl->follow = redis_link_new(base, &cl->url, "follow", index, &cl->links, follow_up, cl))) {
+    redis_link_free(l);
+    return NULL;
   }
-  return 0;
+  return l;
 }
 
-void cluster_worker_stop(struct worker *w)
+void cluster_detach(struct cluster *cl, struct redis_link *l, int index)
 {
-  struct cluster *cl = w->gw->cluster;
-  if (!cl)
-    return;
-  link_free(w->redis);
-  w->redis = NULL;
-  if (w->index == 0) {
-    link_free(cl->follow);
+  redis_link_free(l);
+  if (index == 0) {
+    redis_link_free(cl->follow);
     cl->follow = NULL;
   }
 }
@@ -853,7 +531,7 @@ int cluster_ready(const struct gateway *gw)
 int cluster_healthy(const struct gateway *gw)
 {
   struct cluster *cl = gw->cluster;
-  return !cl || atomic_load(&cl->links_up) == atomic_load(&cl->links);
+  return !cl || atomic_load(&cl->links.links_up) == atomic_load(&cl->links.links);
 }
 
 void cluster_metrics(const struct gateway *gw, struct evbuffer *out)
@@ -868,10 +546,10 @@ void cluster_metrics(const struct gateway *gw, struct evbuffer *out)
       {"tinysse_redis_up", "gauge", "1 when every Redis connection of this node is up.",
        (unsigned long)cluster_healthy(gw)},
       {"tinysse_redis_connections_up", "gauge", "Redis connections up (one per worker, plus the follower).",
-       (unsigned long)atomic_load(&cl->links_up)},
-      {"tinysse_redis_connects_total", "counter", "Successful connections to Redis.", atomic_load(&cl->connects)},
+       (unsigned long)atomic_load(&cl->links.links_up)},
+      {"tinysse_redis_connects_total", "counter", "Successful connections to Redis.", atomic_load(&cl->links.connects)},
       {"tinysse_redis_disconnects_total", "counter", "Redis connections lost after being up.",
-       atomic_load(&cl->disconnects)},
+       atomic_load(&cl->links.disconnects)},
       {"tinysse_redis_entries_read_total", "counter", "Stream entries this node read from Redis.",
        atomic_load(&cl->entries_read)},
       {"tinysse_redis_bad_entries_total", "counter", "Stream entries skipped: not written by a gateway.",

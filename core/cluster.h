@@ -15,34 +15,26 @@
 #include <stddef.h>
 
 #include "message.h"
+#include "redis_url.h"
 
 struct gateway;
-struct worker;
 struct evbuffer;
 struct pub_item;
 struct cluster;
-struct cluster_link;
-
-struct redis_url {
-  char host[256];
-  int port, db;
-  char user[128];     /* "" for the default user */
-  char password[256]; /* "" when none; never logged */
-};
-/* redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]. 0, or -1 with a one-line
- * reason (which never repeats the password). */
-int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t errlen);
+struct redis_link;
+struct event_base;
 
 /* Process-wide state. NULL with err when the URL or key is unusable. */
 struct cluster *cluster_new(struct gateway *gw, char *err, size_t errlen);
 void cluster_free(struct cluster *cl); /* after every worker's links are gone */
 
-/* Per worker, from worker_new: its publishing connection (and, on worker 0,
- * the follower). Connecting starts once the worker's loop runs. 0/-1. */
-int cluster_worker_init(struct worker *w);
-/* From the worker's thread when it stops: closes its connections; publishes
+/* Per worker, on its event base: its publishing connection (and, for
+ * index 0, the follower too). Connecting starts once the loop runs. NULL
+ * on OOM. */
+struct redis_link *cluster_attach(struct cluster *cl, struct event_base *base, int index);
+/* From that loop's thread when it stops: closes its connections; publishes
  * still waiting for Redis are answered 503. */
-void cluster_worker_stop(struct worker *w);
+void cluster_detach(struct cluster *cl, struct redis_link *l, int index);
 
 /* Has this node read the stream at least once (it can serve resumes)? */
 int cluster_ready(const struct gateway *gw);
@@ -67,9 +59,9 @@ struct cluster_once {
  * checked and recorded in the same step. 0 when sent (done is called
  * later, exactly once), -1 when this worker's connection is down (done is
  * not called; err says why). */
-int cluster_publish(struct worker *w, const struct pub_item *items, size_t n,
-                    const struct cluster_once *once, cluster_done_fn done, void *arg, char *err,
-                    size_t errlen);
+int cluster_publish(struct cluster *cl, struct redis_link *l, const struct pub_item *items,
+                    size_t n, const struct cluster_once *once, cluster_done_fn done, void *arg,
+                    char *err, size_t errlen);
 
 void cluster_metrics(const struct gateway *gw, struct evbuffer *out);
 

@@ -24,7 +24,7 @@ struct ring;
 struct message;
 struct client;
 struct cluster;
-struct cluster_link;
+struct redis_link;
 struct conns;
 
 /* Why a stream request was shed: answered 200 with tinysse.busy and a
@@ -99,7 +99,7 @@ struct worker {
   int stopping;
   struct event *stop_ev;
   struct uring *uring; /* batches the sends of a flush slice; NULL: writev */
-  struct cluster_link *redis; /* cluster mode: this worker's publishing connection */
+  struct redis_link *redis; /* cluster mode: this worker's publishing connection */
   pthread_t thread;
 };
 

@@ -17,7 +17,7 @@
 #include "hub.h"
 #include "idem.h"
 #include "log.h"
-#include "validate.h"
+#include "publisher.h"
 #include "ring.h"
 #include "worker.h"
 
@@ -61,53 +61,33 @@ static int host_publish(void *ud, const char *const *targets, size_t ntargets, c
                         char *id_out, size_t id_cap, char *err, size_t errcap)
 {
   struct gateway *gw = ud;
-  char ids[1][MESSAGE_ID_MAX], scoped[IDEM_KEY_MAX + 16], digest_hex[2 * IDEM_DIGEST_LEN + 1];
-  unsigned char digest[IDEM_DIGEST_LEN];
+  char ids[1][MESSAGE_ID_MAX], scoped[IDEM_KEY_MAX + 16];
   struct pub_item it = {targets, ntargets, handler_id, event, json, len};
-  char field[32];
-  if (validate_item(&it, (size_t)gw->cfg->max_body, field, sizeof(field), err, errcap))
+  struct worker *w = worker_current();
+  if (key && !idem_key_valid(key)) {
+    snprintf(err, errcap, "a key is 1 to %d printable ASCII characters", IDEM_KEY_MAX);
     return -1;
-  if (key) {
-    if (!idem_key_valid(key)) {
-      snprintf(err, errcap, "a key is 1 to %d printable ASCII characters", IDEM_KEY_MAX);
-      return -1;
-    }
-    /* Scripts share one scope, apart from HTTP publishers'. */
+  }
+  if (key) /* scripts share one scope, apart from HTTP publishers' */
     snprintf(scoped, sizeof(scoped), "script:%s", key);
-    broker_digest(&it, 1, 0, digest);
-    for (int i = 0; i < IDEM_DIGEST_LEN; i++)
-      snprintf(digest_hex + 2 * i, 3, "%02x", digest[i]);
-  }
-  struct cluster_once once = {scoped, digest_hex};
-  if (gw->cluster) {
-    /* Redis assigns the id later: the hook gets nil, failures are logged. */
-    struct worker *w = worker_current();
-    if (!w) {
-      snprintf(err, errcap, "not available while the script loads in cluster mode");
-      return -1;
-    }
-    if (cluster_publish(w, &it, 1, key ? &once : NULL, script_published, NULL, err, errcap) != 0)
-      return -1;
-    id_out[0] = '\0';
-    return 0;
-  }
-  size_t done = 0;
-  enum idem_result r = IDEM_NEW;
-  if (key)
-    r = broker_publish_once(gw, &it, 1, scoped, strlen(scoped), digest, ids, &done);
-  else
-    done = broker_publish(gw, &it, 1, ids);
-  if (r == IDEM_CONFLICT) {
-    snprintf(err, errcap, "idempotency_conflict: this key was used within the window for a "
-                          "different publish; nothing was published");
+  if (gw->cluster && !w) {
+    snprintf(err, errcap, "not available while the script loads in cluster mode");
     return -1;
   }
-  if (done != 1) {
-    snprintf(err, errcap, "out of memory");
-    return -1;
-  }
-  snprintf(id_out, id_cap, "%s", ids[0]);
-  return 0;
+  /* Cluster mode: Redis assigns the id later; the hook gets nil and a
+   * failure is logged (script_published). */
+  struct publish_req rq = {&it, 1, 0, key ? scoped : NULL, (size_t)gw->cfg->max_body,
+                           script_published, NULL};
+  struct publish_result res = {.ids = ids};
+  int status = publisher_send(gw, w ? w->redis : NULL, &rq, &res);
+  id_out[0] = '\0';
+  if (status == 200)
+    snprintf(id_out, id_cap, "%s", ids[0]);
+  else if (status == 409)
+    snprintf(err, errcap, "idempotency_conflict: %s", res.message);
+  else if (status != PUBLISH_PENDING)
+    snprintf(err, errcap, "%s", res.message);
+  return status == 200 || status == PUBLISH_PENDING ? 0 : -1;
 }
 
 static long host_count(void *ud, const char *channel)
@@ -129,70 +109,28 @@ static int reload_config(const char *key, const char *value, void *arg)
   return 0;
 }
 
-#define CHANGED(field) (next->field != cfg->field)
-
 static long open_files; /* RLIMIT_NOFILE, read at start */
 
-/* Scalars are written by this thread and read by the workers; aligned
- * words, so a worker sees the old or the new value, never a mix. */
+static void reload_log_level(void *arg, int level)
+{
+  (void)arg;
+  log_set_level((enum log_level)level);
+}
+
+static void reload_script_limits(void *arg, double hook_timeout, long script_memory)
+{
+  struct gateway *gw = arg;
+  gw->limits.hook_timeout = hook_timeout;
+  gw->limits.memory_cap = (size_t)script_memory;
+}
+
+/* What changes live and what needs a restart is the option table's reload
+ * policy (config.c); fields that change are atomic (config.h). */
 static void apply_reloaded_config(struct gateway *gw, const struct config *next)
 {
-  struct config *cfg = gw->cfg;
-  char changed[256] = "", restart[256] = "";
-#define NOTE(list, name) snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", *list ? "," : "", name)
-  if (CHANGED(heartbeat)) { NOTE(changed, "heartbeat"); cfg->heartbeat = next->heartbeat; }
-  if (CHANGED(retry_ms)) { NOTE(changed, "retry"); cfg->retry_ms = next->retry_ms; }
-  if (CHANGED(max_queue)) { NOTE(changed, "max_queue"); cfg->max_queue = next->max_queue; }
-  if (CHANGED(max_clients)) { NOTE(changed, "max_clients"); cfg->max_clients = next->max_clients; }
-  if (CHANGED(max_per_peer)) { NOTE(changed, "max_clients_per_peer"); cfg->max_per_peer = next->max_per_peer; }
-  if (CHANGED(max_conn_per_peer)) { NOTE(changed, "max_connections_per_peer"); cfg->max_conn_per_peer = next->max_conn_per_peer; }
-  if (CHANGED(max_connections)) {
-    long room = config_connection_room(cfg, open_files);
-    if (next->max_connections <= room) {
-      NOTE(changed, "max_connections");
-      cfg->max_connections = next->max_connections;
-    } else {
-      log_event(LOG_ERROR, "reload_failed", "option=max_connections value=%ld error=\"the open-files limit %ld leaves room for %ld connections\" keeping=%ld",
-                next->max_connections, open_files, room, cfg->max_connections);
-    }
-  }
-  if (CHANGED(busy_retry_min) || CHANGED(busy_retry_max)) {
-    if (next->busy_retry_min <= next->busy_retry_max) {
-      NOTE(changed, "busy_retry");
-      cfg->busy_retry_min = next->busy_retry_min;
-      cfg->busy_retry_max = next->busy_retry_max;
-    } else {
-      log_event(LOG_ERROR, "reload_failed", "option=busy_retry error=\"busy_retry_min %ld exceeds busy_retry_max %ld\" keeping=%ld..%ld",
-                next->busy_retry_min, next->busy_retry_max, cfg->busy_retry_min, cfg->busy_retry_max);
-    }
-  }
-  if (CHANGED(access_log)) { NOTE(changed, "access_log"); cfg->access_log = next->access_log; }
-  if (CHANGED(hook_timeout)) { NOTE(changed, "hook_timeout"); cfg->hook_timeout = gw->limits.hook_timeout = next->hook_timeout; }
-  if (CHANGED(script_memory)) {
-    NOTE(changed, "script_memory");
-    cfg->script_memory = next->script_memory;
-    gw->limits.memory_cap = (size_t)next->script_memory;
-  }
-  if (strcmp(next->log_level, cfg->log_level) != 0 && log_parse_level(next->log_level) >= 0) {
-    NOTE(changed, "log_level");
-    cfg->log_level = next->log_level;
-    log_set_level((enum log_level)log_parse_level(next->log_level));
-  }
-  if (CHANGED(buffer)) NOTE(restart, "buffer");
-  if (CHANGED(workers)) NOTE(restart, "workers");
-  if (CHANGED(max_body)) NOTE(restart, "max_body");
-  if (CHANGED(max_header)) NOTE(restart, "max_header");
-  if (CHANGED(request_timeout)) NOTE(restart, "request_timeout");
-  if (CHANGED(no_io_uring)) NOTE(restart, "no_io_uring");
-  if (strcmp(next->endpoint, cfg->endpoint) != 0) NOTE(restart, "endpoint");
-  if ((next->redis == NULL) != (cfg->redis == NULL) ||
-      (next->redis && strcmp(next->redis, cfg->redis) != 0) ||
-      strcmp(next->redis_key, cfg->redis_key) != 0)
-    NOTE(restart, "redis");
-  if (CHANGED(nlisten) || CHANGED(ncors_origin)) NOTE(restart, "listen/cors_origin");
-  if (CHANGED(ntrusted_proxy)) NOTE(restart, "trusted_proxy");
-  if (CHANGED(idem_window) || CHANGED(idem_keys)) NOTE(restart, "idempotency");
-#undef NOTE
+  struct config_reload_ctx ctx = {open_files, gw, reload_log_level, reload_script_limits};
+  char changed[256], restart[256];
+  config_apply_reload(gw->cfg, next, &ctx, changed, sizeof(changed), restart, sizeof(restart));
   log_event(*restart ? LOG_WARN : LOG_INFO, "config_reloaded", "changed=%s needs_restart=%s",
             *changed ? changed : "none", *restart ? restart : "none");
 }

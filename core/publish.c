@@ -14,12 +14,12 @@
 #include <json-c/json.h>
 #include <openssl/evp.h>
 
-#include "broker.h"
-#include "cluster.h"
+#include "alloc.h"
 #include "http.h"
 #include "idem.h"
 #include "jsonutil.h"
 #include "log.h"
+#include "publisher.h"
 #include "sse.h"
 #include "worker.h"
 
@@ -440,8 +440,7 @@ void publish_request(struct worker *w, struct evhttp_request *req)
                       "an Idempotency-Key is 1 to %d printable ASCII characters", IDEM_KEY_MAX);
     goto done;
   }
-  char scoped[IDEM_KEY_MAX + 32], digest_hex[2 * IDEM_DIGEST_LEN + 1];
-  unsigned char digest[IDEM_DIGEST_LEN];
+  char scoped[IDEM_KEY_MAX + 32];
   const char *targets = req_view_query(&v, "targets");
   struct pub_batch *b;
   if (len == 0) {
@@ -468,48 +467,30 @@ void publish_request(struct worker *w, struct evhttp_request *req)
     is_array = !targets && c == '[';
     break;
   }
-  if (key) {
+  if (key)
     scoped_key(req, key, scoped, sizeof(scoped));
-    broker_digest(pub_batch_items(b), n, is_array, digest);
-    for (int i = 0; i < IDEM_DIGEST_LEN; i++)
-      snprintf(digest_hex + 2 * i, 3, "%02x", digest[i]);
-  }
-  if (gw->cluster) {
-    /* Acknowledged once Redis has it; the answer comes from published(). */
-    struct pub_reply *r = malloc(sizeof(*r));
-    struct cluster_once once = {scoped, digest_hex};
-    char why[300];
-    if (!r) {
-      reply_error(req, 500, "internal", "out of memory");
-    } else {
-      *r = (struct pub_reply){req, is_array};
-      if (cluster_publish(w, pub_batch_items(b), n, key ? &once : NULL, published, r, why,
-                          sizeof(why)) != 0) {
-        free(r);
-        reply_error(req, 503, "redis_unavailable", "%s", why);
-      }
-    }
-    pub_batch_free(b);
-    goto done;
-  }
-  char (*ids)[MESSAGE_ID_MAX] = calloc(n, sizeof(*ids));
-  size_t done = 0;
-  enum idem_result once = IDEM_NEW;
-  if (ids && key)
-    once = broker_publish_once(gw, pub_batch_items(b), n, scoped, strlen(scoped), digest, ids,
-                               &done);
-  else if (ids)
-    done = broker_publish(gw, pub_batch_items(b), n, ids);
-  if (once == IDEM_CONFLICT)
+  /* Cluster mode: acknowledged once Redis has it (published() answers). */
+  struct pub_reply *r = xmalloc(sizeof(*r));
+  *r = (struct pub_reply){req, is_array};
+  char (*ids)[MESSAGE_ID_MAX] = xcalloc(n, sizeof(*ids));
+  struct publish_req rq = {pub_batch_items(b), n, is_array, key ? scoped : NULL,
+                           (size_t)gw->cfg->max_body, published, r};
+  struct publish_result res = {.ids = ids};
+  int status = publisher_send(gw, w->redis, &rq, &res);
+  if (status != PUBLISH_PENDING)
+    free(r);
+  if (status == 200 && res.replayed)
+    reply_replayed(req, ids, res.nids, is_array);
+  else if (status == 200)
+    reply_ids(req, ids, res.nids, is_array);
+  else if (status == 400)
+    reply_field_error(req, 400, res.field, "%s", res.message);
+  else if (status == 409)
     reply_conflict(req);
-  else if (once == IDEM_REPEAT)
-    reply_replayed(req, ids, done, is_array);
-  else if (done < n)
-    /* Only memory exhaustion gets here; say exactly what was published. */
-    reply_partial(req, 500, "internal", "out of memory: only the listed ids were published", ids,
-                  done);
-  else
-    reply_ids(req, ids, n, is_array);
+  else if (status == 503)
+    reply_error(req, 503, "redis_unavailable", "%s", res.message);
+  else if (status != PUBLISH_PENDING) /* only memory exhaustion: say what was published */
+    reply_partial(req, 500, "internal", res.message, ids, res.nids);
   free(ids);
   pub_batch_free(b);
 done:

@@ -178,7 +178,9 @@ static void finish_stop(evutil_socket_t fd, short what, void *arg)
   w->nreap = 0;
   /* Publishes still waiting for Redis are answered (503) before the HTTP
    * front goes. */
-  cluster_worker_stop(w);
+  if (w->gw->cluster)
+    cluster_detach(w->gw->cluster, w->redis, w->index);
+  w->redis = NULL;
   http_free(w); /* also closes idle keep-alive connections */
   event_base_loopbreak(w->base);
 }
@@ -371,7 +373,7 @@ struct worker *worker_new(struct gateway *gw, int index, char *err, size_t errle
   }
   if (bind_listeners(w, err, errlen) != 0)
     goto fail;
-  if (cluster_worker_init(w) != 0) {
+  if (gw->cluster && !(w->redis = cluster_attach(gw->cluster, w->base, w->index))) {
     snprintf(err, errlen, "out of memory");
     goto fail;
   }
@@ -398,7 +400,9 @@ void worker_free(struct worker *w)
     return;
   for (size_t i = 0; i < w->nreap; i++)
     client_free(w->reap[i]);
-  cluster_worker_stop(w);
+  if (w->gw->cluster)
+    cluster_detach(w->gw->cluster, w->redis, w->index);
+  w->redis = NULL;
   http_free(w);
   if (w->wake_ev)
     event_free(w->wake_ev);

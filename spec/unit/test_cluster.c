@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "cluster.h"
+#include "redis_url.h"
 
 static int parses(const char *url, const char *host, int port, int db, const char *user,
                   const char *password)
