@@ -11,7 +11,6 @@
 #include "log.h"
 #include "ring.h"
 #include "sse.h"
-#include "worker.h"
 
 /* Under the ring lock: frame it, keep it, hand it to every worker. */
 static int append(struct gateway *gw, struct msgpos pos, const char *id, const struct pub_item *it,
@@ -26,16 +25,16 @@ static int append(struct gateway *gw, struct msgpos pos, const char *id, const s
   m->pos = pos;
   m->kind = kind;
   ring_push(gw->ring, m);
-  for (int i = 0; i < gw->nworkers; i++)
-    worker_inbox_push(gw->workers[i], m);
+  for (int i = 0; i < gw->nsinks; i++)
+    gw->sinks[i].push(gw->sinks[i].arg, m);
   message_unref(m);
   return 0;
 }
 
 static void wake_all(struct gateway *gw)
 {
-  for (int i = 0; i < gw->nworkers; i++)
-    worker_wake(gw->workers[i]);
+  for (int i = 0; i < gw->nsinks; i++)
+    gw->sinks[i].wake(gw->sinks[i].arg);
 }
 
 /* Under the ring lock: consecutive positions, so a batch's ids are
@@ -154,8 +153,8 @@ int broker_set_floor(struct gateway *gw, struct msgpos floor, int reset_clients)
   }
   ring_lock(gw->ring);
   ring_raise_floor(gw->ring, floor);
-  for (int i = 0; m && i < gw->nworkers; i++)
-    worker_inbox_push(gw->workers[i], m);
+  for (int i = 0; m && i < gw->nsinks; i++)
+    gw->sinks[i].push(gw->sinks[i].arg, m);
   ring_unlock(gw->ring);
   message_unref(m);
   wake_all(gw);

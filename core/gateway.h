@@ -124,9 +124,21 @@ struct gateway {
    * -> HTTP connections, for --max-connections-per-peer (same lock) */
   pthread_mutex_t presence_lock;
   struct hub *presence, *peers, *conn_peers;
+  /* where the broker hands every message (one per worker, in order) */
+  struct broker_sink *sinks;
+  int nsinks;
   /* --trusted-proxy, parsed */
   struct proxy_cidr trusted[CONFIG_MAX_LIST];
   size_t ntrusted;
+};
+
+/* Where the broker hands messages: push queues m (taking a reference)
+ * under the broker's lock, in order; wake asks for the queue to be
+ * drained, after the lock. Each worker is one. */
+struct broker_sink {
+  void (*push)(void *arg, struct message *m);
+  void (*wake)(void *arg);
+  void *arg;
 };
 
 /* Relaxed single-writer increment for worker_stats fields. */

@@ -9,6 +9,7 @@
 #include <event2/event.h>
 #include <openssl/rand.h>
 
+#include "alloc.h"
 #include "broker.h"
 #include "cluster.h"
 #include "config.h"
@@ -281,11 +282,13 @@ int main(int argc, char **argv)
     fprintf(stderr, "tinysse: out of memory\n");
     return 2;
   }
+  gw.sinks = xcalloc((size_t)gw.nworkers, sizeof(*gw.sinks));
   for (int i = 0; i < gw.nworkers; i++) {
     if (!(gw.workers[i] = worker_new(&gw, i, err, sizeof(err)))) {
       fprintf(stderr, "tinysse: %s\n", err);
       goto cleanup;
     }
+    gw.sinks[gw.nsinks++] = worker_sink(gw.workers[i]);
   }
 
   /* Signals go to worker 0's loop on this thread; other threads block them. */
@@ -343,6 +346,7 @@ cleanup:
   for (int i = 0; i < gw.nworkers; i++)
     worker_free(gw.workers[i]);
   free(gw.workers);
+  free(gw.sinks);
   ring_free(gw.ring);
   idem_free(gw.idem);
   cluster_free(gw.cluster);

@@ -130,6 +130,14 @@ void worker_inbox_push(struct worker *w, struct message *m)
   pthread_mutex_unlock(&w->inbox_lock);
 }
 
+static void sink_push(void *arg, struct message *m) { worker_inbox_push(arg, m); }
+static void sink_wake(void *arg) { worker_wake(arg); }
+
+struct broker_sink worker_sink(struct worker *w)
+{
+  return (struct broker_sink){sink_push, sink_wake, w};
+}
+
 void worker_wake(struct worker *w)
 {
   uint64_t one = 1;

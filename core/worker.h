@@ -20,6 +20,8 @@ struct worker *worker_current(void);
 /* Called by the broker under the ring lock: queues m (takes a reference). */
 void worker_inbox_push(struct worker *w, struct message *m);
 void worker_wake(struct worker *w);
+/* w as a place the broker hands messages to (gateway.h). */
+struct broker_sink worker_sink(struct worker *w);
 /* Fans out everything in the inbox now (on w's thread). */
 void worker_drain(struct worker *w);
 

@@ -111,6 +111,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     fprintf(stderr, "fuzz_http: %s\n", err);
     exit(1);
   }
+  static struct broker_sink sink;
+  sink = worker_sink(w);
+  gw.sinks = &sink;
+  gw.nsinks = 1;
   socklen_t len = sizeof(addr);
   evutil_socket_t lfd = evconnlistener_get_fd(evhttp_bound_socket_get_listener(w->bound[0]));
   if (getsockname(lfd, (struct sockaddr *)&addr, &len) != 0) {
