@@ -184,6 +184,16 @@ const char *http_cors_lines(struct worker *w, struct evhttp_request *req, char *
   return buf;
 }
 
+const char *http_stream_lines(struct worker *w, struct evhttp_request *req, char *buf, size_t cap)
+{
+  http_cors_lines(w, req, buf, cap);
+  const char *rid = evhttp_find_header(evhttp_request_get_output_headers(req), "X-Request-Id");
+  size_t used = strlen(buf);
+  if (rid && used < cap)
+    snprintf(buf + used, cap - used, "X-Request-Id: %s\r\n", rid);
+  return buf;
+}
+
 /* Adds the CORS lines to an evhttp reply. */
 static void add_cors(struct worker *w, struct evhttp_request *req)
 {

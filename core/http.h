@@ -46,6 +46,9 @@ int http_is_publisher(struct worker *w, struct evhttp_request *req);
 /* Publish-side authorisation (for /publish and /channels): 0 when allowed;
  * otherwise the request has been answered (401/403/500) and -1 returned. */
 int http_authorize_publisher(struct worker *w, struct evhttp_request *req, struct req_view *v);
+/* The header lines of a stream's answer written outside evhttp: CORS and
+ * X-Request-Id; buf >= 600. */
+const char *http_stream_lines(struct worker *w, struct evhttp_request *req, char *buf, size_t cap);
 /* CORS response header lines for req ("" when none apply); buf >= 512. */
 const char *http_cors_lines(struct worker *w, struct evhttp_request *req, char *buf, size_t cap);
 

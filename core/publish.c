@@ -190,17 +190,19 @@ static int parse_whole(const char *s, size_t len, struct json_object **out, char
   }
   o = json_tokener_parse_ex(tok, s, (int)len);
   enum json_tokener_error e = json_tokener_get_error(tok);
+  size_t end = json_tokener_get_parse_end(tok);
   if (e == json_tokener_continue) {
-    /* A bare number or literal needs to know the input ended. */
+    /* A bare number or literal needs to know the input ended: all of it
+     * was read (the end reported next is within the empty chunk). */
     o = json_tokener_parse_ex(tok, "", 1);
     e = json_tokener_get_error(tok);
+    end = len;
   }
   if (e != json_tokener_success) {
-    fail(msg, msglen, "invalid JSON near byte %zu: %s", json_tokener_get_parse_end(tok),
-         json_tokener_error_desc(e));
+    fail(msg, msglen, "invalid JSON near byte %zu: %s", end, json_tokener_error_desc(e));
     goto done;
   }
-  for (size_t i = json_tokener_get_parse_end(tok); i < len; i++) {
+  for (size_t i = end; i < len; i++) {
     if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n') {
       fail(msg, msglen, "invalid JSON: unexpected data after the value at byte %zu", i);
       goto done;

@@ -94,7 +94,7 @@ void status_token_request(struct worker *w, struct evhttp_request *req)
 void status_stream_request(struct worker *w, struct evhttp_request *req)
 {
   struct req_view v;
-  char cors[512];
+  char cors[640];
   if (req_view_init(&v, w, req, 0) != 0) {
     reply_error(req, 500, "internal", "out of memory");
     return;
@@ -112,7 +112,7 @@ void status_stream_request(struct worker *w, struct evhttp_request *req)
   if (p.channels)
     p.channels[0] = strdup(STATUS_CHANNEL);
   p.nchannels = 1;
-  p.extra_headers = http_cors_lines(w, req, cors, sizeof(cors));
+  p.extra_headers = http_stream_lines(w, req, cors, sizeof(cors));
   p.internal = 1;
   p.peer_ip = conns_peer(w->conns, req, NULL);
   int rc = p.user_id && p.role && p.channels && p.channels[0] ? client_open(w, req, &p) : -1;

@@ -89,7 +89,7 @@ void stream_request(struct worker *w, struct evhttp_request *req)
 {
   struct req_view v;
   struct client_params p = {0};
-  char why[512], cors[512], q[600];
+  char why[512], cors[640], q[600];
   double expires_at = 0;
 
   if (req_view_init(&v, w, req, 0) != 0) {
@@ -163,7 +163,7 @@ void stream_request(struct worker *w, struct evhttp_request *req)
     p.resume_id = req_view_query(&v, "lastEventId");
   if (p.resume_id && !*p.resume_id)
     p.resume_id = NULL;
-  p.extra_headers = http_cors_lines(w, req, cors, sizeof(cors));
+  p.extra_headers = http_stream_lines(w, req, cors, sizeof(cors));
   p.peer_ip = conns_peer(w->conns, req, NULL);
 
   switch (client_open(w, req, &p)) {

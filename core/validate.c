@@ -56,12 +56,16 @@ const char *validate_data(const char *json, size_t len, size_t max_bytes, char *
   if (tok) {
     struct json_object *o = json_tokener_parse_ex(tok, json, (int)len);
     enum json_tokener_error e = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
     if (e == json_tokener_continue) { /* a bare number needs the end */
       json_object_put(o);
       o = json_tokener_parse_ex(tok, "", 1);
       e = json_tokener_get_error(tok);
+      end = len;
     }
     ok = e == json_tokener_success;
+    for (size_t i = end; ok && i < len; i++) /* one value, nothing after it */
+      ok = json[i] == ' ' || json[i] == '\t' || json[i] == '\r' || json[i] == '\n';
     json_object_put(o);
     json_tokener_free(tok);
   }

@@ -102,6 +102,14 @@ describe("POST /publish", function()
     assert.truthy(ev.text:find('"data":{"big":12345678901234567890,"f":0.1}', 1, true))
     st = g:request("POST", "/publish?targets=all", { Authorization = "Bearer " .. g.key }, "{nope")
     assert.are.equal(400, st)
+    -- a bare number or literal is a whole payload too, embedded as sent
+    for _, body in ipairs({ "1", "true", "null", "12345678901234567890" }) do
+      st = g:request("POST", "/publish?targets=user:p3", { Authorization = "Bearer " .. g.key }, body)
+      assert.are.equal(200, st, body)
+      assert.truthy(s:message(2).text:find('"data":' .. body .. "}", 1, true), body)
+    end
+    st = g:request("POST", "/publish?targets=all", { Authorization = "Bearer " .. g.key }, "1 2")
+    assert.are.equal(400, st)
     st, _, _, j = g:request("POST", "/publish?targets=all&handler_id=x", { Authorization = "Bearer " .. g.key }, "1")
     assert.are.equal(400, st)
     assert.are.equal("handler_id", j.field)

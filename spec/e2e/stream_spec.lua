@@ -58,6 +58,8 @@ describe("GET /events", function()
 
   it("sends the envelope {id, handler_id, data} and never the targets", function()
     local s = g:stream("/events?token=u4:user")
+    -- an accepted stream's answer carries its X-Request-Id like every answer
+    assert.truthy(s.headers["x-request-id"], "no X-Request-Id")
     s:next(2)
     local st, _, _, j = g:publish({ targets = { "user:u4" }, handler_id = 7, data = { x = "y" } })
     assert.are.equal(200, st)
