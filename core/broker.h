@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "gateway.h"
+#include "shared.h"
 #include "idem.h"
 #include "message.h"
 

@@ -23,7 +23,6 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
-#include "conn.h"
 #include "hub.h"
 #include "log.h"
 #include "message.h"
@@ -31,13 +30,14 @@
 #include "uring.h"
 #include "ring.h"
 #include "sse.h"
-#include "worker.h"
+#include "alloc.h"
+#include "shared.h"
 
 enum client_state { CLIENT_OPEN, CLIENT_DRAINING, CLIENT_CLOSED };
 
 struct client {
   struct client *prev, *next;
-  struct worker *w;
+  struct clients *cs;
   evutil_socket_t fd;
   struct outq out;
   struct event *ev; /* EV_READ always; EV_WRITE only while output is stuck */
@@ -58,10 +58,10 @@ struct client {
   char id[24];
 };
 
-static double now_cached(struct worker *w)
+static double now_cached(struct clients *cs)
 {
   struct timeval tv;
-  event_base_gettimeofday_cached(w->base, &tv);
+  event_base_gettimeofday_cached(cs->base, &tv);
   return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
@@ -75,6 +75,10 @@ static void script_view(const struct client *c, struct script_client *v)
 }
 
 static void flush(struct client *c);
+static void client_flush_one(struct client *c);
+static void client_close_after(struct client *c, const char *event, const char *json,
+                               const char *reason);
+static void clients_reap_later(struct clients *cs, struct client *c);
 static void on_io(evutil_socket_t fd, short what, void *arg);
 
 /* Watches for writability only while output is left over. */
@@ -84,7 +88,7 @@ static void want_write(struct client *c, int on)
     return;
   c->want_write = on;
   event_del(c->ev);
-  event_assign(c->ev, c->w->base, c->fd, EV_READ | EV_PERSIST | (on ? EV_WRITE : 0),
+  event_assign(c->ev, c->cs->base, c->fd, EV_READ | EV_PERSIST | (on ? EV_WRITE : 0),
                on_io, c);
   struct timeval limit = {5, 0};
   /* A draining client that does not take its last frame is dropped. */
@@ -113,18 +117,18 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 
 static void mark_dirty(struct client *c)
 {
-  struct worker *w = c->w;
+  struct clients *cs = c->cs;
   c->dirty = 1;
   if (c->in_list)
     return;
   c->in_list = 1;
   c->dirty_next = NULL;
-  if (w->dirty_tail)
-    w->dirty_tail->dirty_next = c;
+  if (cs->dirty_tail)
+    cs->dirty_tail->dirty_next = c;
   else
-    w->dirty = c;
-  w->dirty_tail = c;
-  worker_schedule_flush(w);
+    cs->dirty = c;
+  cs->dirty_tail = c;
+  cs->schedule_flush(cs->arg);
 }
 
 static void enqueue(struct client *c, struct frame *f)
@@ -133,7 +137,7 @@ static void enqueue(struct client *c, struct frame *f)
     client_close(c, "error");
     return;
   }
-  c->last_write = c->w->now;
+  c->last_write = c->cs->now;
   mark_dirty(c);
 }
 
@@ -149,8 +153,8 @@ static void after_write(struct client *c, long written)
     return;
   }
   size_t left = c->out.bytes;
-  if (c->state == CLIENT_OPEN && left > (size_t)c->w->gw->cfg->max_queue) {
-    STAT_ADD(c->w->stats.slow, 1);
+  if (c->state == CLIENT_OPEN && left > (size_t)c->cs->gw->cfg->max_queue) {
+    STAT_ADD(c->cs->stats->slow, 1);
     client_close(c, "slow");
     return;
   }
@@ -170,27 +174,27 @@ static void flush(struct client *c)
 }
 
 /* Takes the next client off the worker's FIFO. */
-static struct client *pop_dirty(struct worker *w)
+static struct client *pop_dirty(struct clients *cs)
 {
-  struct client *c = w->dirty;
-  w->dirty = c->dirty_next;
-  if (!w->dirty)
-    w->dirty_tail = NULL;
+  struct client *c = cs->dirty;
+  cs->dirty = c->dirty_next;
+  if (!cs->dirty)
+    cs->dirty_tail = NULL;
   c->in_list = 0;
   return c;
 }
 
 /* A slice flushed with one io_uring call for all its sends instead of a
  * writev each (see uring.h). Each client then ends as after a writev. */
-static int flush_batched(struct worker *w, int max)
+static int flush_batched(struct clients *cs, int max)
 {
-  struct uring *u = w->uring;
-  struct client *batch[WORKER_FLUSH_SLICE];
+  struct uring *u = cs->uring;
+  struct client *batch[CLIENTS_FLUSH_SLICE];
   int n = 0;
-  if (max > WORKER_FLUSH_SLICE)
-    max = WORKER_FLUSH_SLICE;
-  while (w->dirty && n < max && !uring_full(u)) {
-    struct client *c = pop_dirty(w);
+  if (max > CLIENTS_FLUSH_SLICE)
+    max = CLIENTS_FLUSH_SLICE;
+  while (cs->dirty && n < max && !uring_full(u)) {
+    struct client *c = pop_dirty(cs);
     if (!c->dirty)
       continue;
     c->dirty = 0;
@@ -224,38 +228,38 @@ static int flush_batched(struct worker *w, int max)
   }
   if (rc < 0) {
     log_event(LOG_WARN, "io_uring_failed", "worker=%d reason=%s (writes one writev per stream from now on)",
-              w->index, strerror(errno));
+              cs->index, strerror(errno));
     uring_free(u);
-    w->uring = NULL;
-    atomic_store_explicit(&w->stats.io_uring, 0, memory_order_relaxed);
+    cs->uring = NULL;
+    atomic_store_explicit(&cs->stats->io_uring, 0, memory_order_relaxed);
   } else {
     uring_reset(u);
   }
-  return w->dirty != NULL;
+  return cs->dirty != NULL;
 }
 
-int client_flush_some(struct worker *w, int max)
+static int flush_some(struct clients *cs, int max)
 {
-  if (w->uring)
-    return flush_batched(w, max);
-  while (w->dirty && max-- > 0) {
-    struct client *c = pop_dirty(w);
+  if (cs->uring)
+    return flush_batched(cs, max);
+  while (cs->dirty && max-- > 0) {
+    struct client *c = pop_dirty(cs);
     if (c->dirty)
       flush(c);
   }
-  return w->dirty != NULL;
+  return cs->dirty != NULL;
 }
 
-void client_flush_one(struct client *c)
+static void client_flush_one(struct client *c)
 {
   if (c->dirty)
     flush(c);
 }
-void client_deliver(struct client *c, const struct message *m)
+static void client_deliver(struct client *c, const struct message *m)
 {
   if (c->state != CLIENT_OPEN || msgpos_cmp(m->pos, c->after) <= 0)
     return;
-  STAT_ADD(c->w->stats.deliveries, 1);
+  STAT_ADD(c->cs->stats->deliveries, 1);
   enqueue(c, m->frame);
 }
 
@@ -263,7 +267,7 @@ static void replay_one(struct message *m, void *arg)
 {
   struct client *c = arg;
   if (c->state == CLIENT_OPEN && hub_sub_matches(c->sub, m)) {
-    STAT_ADD(c->w->stats.replayed, 1);
+    STAT_ADD(c->cs->stats->replayed, 1);
     enqueue(c, m->frame);
   }
 }
@@ -281,8 +285,8 @@ static void send_control(struct client *c, const char *id, const char *event, co
 
 void client_reset(struct client *c, const char *reason)
 {
-  struct worker *w = c->w;
-  struct gateway *gw = w->gw;
+  struct clients *cs = c->cs;
+  struct gateway *gw = cs->gw;
   char json[256], here[MESSAGE_ID_MAX];
   if (c->state != CLIENT_OPEN)
     return;
@@ -304,8 +308,8 @@ void client_reset(struct client *c, const char *reason)
   }
   /* The reset carries the current position as its id, so the browser's
    * next reconnect resumes from here instead of resetting again. */
-  message_id_format(here, w->last_pos.ms, w->last_pos.seq);
-  STAT_ADD(w->stats.resets, 1);
+  message_id_format(here, cs->last_pos.ms, cs->last_pos.seq);
+  STAT_ADD(cs->stats->resets, 1);
   send_control(c, here, "tinysse.reset", json);
 }
 
@@ -314,13 +318,13 @@ void client_reset(struct client *c, const char *reason)
 #define CLUSTER_AHEAD_MS 30000
 
 /* The seam: the worker's inbox was drained just before, so everything up to
- * w->last_seq has been fanned out here and everything after it will be.
+ * cs->last_seq has been fanned out here and everything after it will be.
  * Replay what is positioned after the resume id up to last_seq; live
  * delivery then skips anything at or before the resume id. */
 static void resume(struct client *c, const char *resume_id)
 {
-  struct worker *w = c->w;
-  struct gateway *gw = w->gw;
+  struct clients *cs = c->cs;
+  struct gateway *gw = cs->gw;
   struct msgpos seen;
   const char *reason = NULL;
 
@@ -332,7 +336,7 @@ static void resume(struct client *c, const char *resume_id)
     switch (ring_check_resume(gw->ring, seen)) {
     case RING_RESUME_OK:
       c->after = seen;
-      ring_each_range(gw->ring, seen, w->last_seq, replay_one, c);
+      ring_each_range(gw->ring, seen, cs->last_seq, replay_one, c);
       break;
     case RING_RESUME_TOO_OLD:
       reason = "too_old";
@@ -340,7 +344,7 @@ static void resume(struct client *c, const char *resume_id)
     case RING_RESUME_UNKNOWN: {
       /* In a cluster, an id this node has not read yet may come from a
        * node slightly ahead: wait for what follows it. */
-      uint64_t last_ms = ring_last_pos(gw->ring).ms, now_ms = (uint64_t)(w->now * 1000);
+      uint64_t last_ms = ring_last_pos(gw->ring).ms, now_ms = (uint64_t)(cs->now * 1000);
       uint64_t horizon = (last_ms > now_ms ? last_ms : now_ms) + CLUSTER_AHEAD_MS;
       if (gw->cluster && seen.ms <= horizon)
         c->after = seen;
@@ -360,7 +364,7 @@ static void on_expiry(evutil_socket_t fd, short what, void *arg)
   (void)fd;
   (void)what;
   struct client *c = arg;
-  STAT_ADD(c->w->stats.expired, 1);
+  STAT_ADD(c->cs->stats->expired, 1);
   client_close_after(c, "tinysse.auth", "{\"type\":\"auth\",\"reason\":\"token_expired\"}",
                      "expired");
 }
@@ -374,9 +378,9 @@ static void free_fields(struct client_params *p)
   free(p->channels);
 }
 
-int client_open(struct worker *w, struct evhttp_request *req, struct client_params *p)
+int client_open(struct clients *cs, struct client_params *p)
 {
-  struct gateway *gw = w->gw;
+  struct gateway *gw = cs->gw;
   if (atomic_fetch_add(&gw->nclients, 1) >= gw->cfg->max_clients) {
     atomic_fetch_sub(&gw->nclients, 1);
     return -2;
@@ -385,16 +389,16 @@ int client_open(struct worker *w, struct evhttp_request *req, struct client_para
   struct client *c = calloc(1, sizeof(*c));
   if (!c)
     goto err;
-  c->w = w;
+  c->cs = cs;
   c->fd = -1;
-  c->ev = event_new(w->base, -1, 0, on_io, c); /* assigned to the socket below */
+  c->ev = event_new(cs->base, -1, 0, on_io, c); /* assigned to the socket below */
   if (!c->ev)
     goto err;
-  snprintf(c->id, sizeof(c->id), "%d-%llu", w->index, (unsigned long long)++w->next_client_id);
+  snprintf(c->id, sizeof(c->id), "%d-%llu", cs->index, (unsigned long long)++cs->next_client_id);
 
   /* Everything published so far is fanned out before this client joins. */
-  worker_drain(w);
-  c->sub = hub_subscribe(w->hub, c, (const char *const *)p->channels, p->nchannels);
+  cs->drain(cs->arg);
+  c->sub = hub_subscribe(cs->hub, c, (const char *const *)p->channels, p->nchannels);
   if (!c->sub)
     goto err;
   pthread_mutex_lock(&gw->presence_lock);
@@ -412,7 +416,7 @@ int client_open(struct worker *w, struct evhttp_request *req, struct client_para
   if ((!c->presence && !c->internal) || !c->peer)
     goto err;
   if (p->expires_at > 0) {
-    c->expiry = evtimer_new(w->base, on_expiry, c);
+    c->expiry = evtimer_new(cs->base, on_expiry, c);
     if (!c->expiry)
       goto err;
   }
@@ -425,34 +429,34 @@ int client_open(struct worker *w, struct evhttp_request *req, struct client_para
   p->channels = NULL;
   p->nchannels = 0;
 
-  /* Take the connection over from evhttp (nothing can fail after this). */
-  if ((c->fd = conns_take_socket(w->conns, req)) < 0) {
+  /* Take the connection over from the transport (nothing can fail after
+   * this). */
+  if ((c->fd = p->take(p->take_arg)) < 0) {
     rc = errno == EMFILE || errno == ENFILE ? -4 : -1;
     goto err;
   }
-  event_assign(c->ev, w->base, c->fd, EV_READ | EV_PERSIST, on_io, c);
+  event_assign(c->ev, cs->base, c->fd, EV_READ | EV_PERSIST, on_io, c);
   event_add(c->ev, NULL);
-  char head[1024];
-  int hl = snprintf(head, sizeof(head),
-                    "HTTP/1.1 200 OK\r\n"
-                    "Content-Type: text/event-stream\r\n"
-                    "Cache-Control: no-cache, no-transform\r\n"
-                    "X-Accel-Buffering: no\r\n"
-                    "%s\r\n"
-                    "retry: %ld\n\n",
-                    p->extra_headers ? p->extra_headers : "", gw->cfg->retry_ms);
-  struct frame *hf = frame_new(head, hl > 0 && (size_t)hl < sizeof(head) ? (size_t)hl : 0);
+  /* The transport's head (the HTTP answer's status and headers), then the
+   * stream's first field. */
+  char retry[48];
+  int rl = snprintf(retry, sizeof(retry), "retry: %ld\n\n", gw->cfg->retry_ms);
+  char *first = xmalloc(p->head_len + (size_t)rl);
+  memcpy(first, p->head, p->head_len);
+  memcpy(first + p->head_len, retry, (size_t)rl);
+  struct frame *hf = frame_new(first, p->head_len + (size_t)rl);
+  free(first);
   if (hf)
     enqueue(c, hf);
   frame_unref(hf);
-  c->last_write = w->now = now_cached(w);
+  c->last_write = cs->now = now_cached(cs);
 
-  c->next = w->clients;
-  if (w->clients)
-    w->clients->prev = c;
-  w->clients = c;
-  STAT_ADD(w->stats.connections, 1);
-  STAT_ADD(w->stats.connections_total, 1);
+  c->next = cs->clients;
+  if (cs->clients)
+    cs->clients->prev = c;
+  cs->clients = c;
+  STAT_ADD(cs->stats->connections, 1);
+  STAT_ADD(cs->stats->connections_total, 1);
 
   if (p->resume_id)
     resume(c, p->resume_id);
@@ -464,16 +468,16 @@ int client_open(struct worker *w, struct evhttp_request *req, struct client_para
     tv.tv_usec = left > 0 ? (suseconds_t)((left - (double)tv.tv_sec) * 1e6) : 0;
     evtimer_add(c->expiry, &tv);
   }
-  if (!c->internal && script_has(w->script, HOOK_ON_CONNECT)) {
+  if (!c->internal && script_has(cs->script, HOOK_ON_CONNECT)) {
     struct script_client v;
     script_view(c, &v);
-    script_on_connect(w->script, &v);
+    script_on_connect(cs->script, &v);
   }
   client_flush_one(c); /* headers and replay go out now */
   return 0;
 err:
   if (c) {
-    hub_unsubscribe(w->hub, c->sub);
+    hub_unsubscribe(cs->hub, c->sub);
     pthread_mutex_lock(&gw->presence_lock);
     hub_unsubscribe(gw->presence, c->presence);
     hub_unsubscribe(gw->peers, c->peer);
@@ -502,10 +506,11 @@ void client_close(struct client *c, const char *reason)
   if (c->expiry)
     evtimer_del(c->expiry);
   event_del(c->ev);
-  worker_reap_later(c->w, c);
+  clients_reap_later(c->cs, c);
 }
 
-void client_close_after(struct client *c, const char *event, const char *json, const char *reason)
+static void client_close_after(struct client *c, const char *event, const char *json,
+                               const char *reason)
 {
   if (c->state != CLIENT_OPEN)
     return;
@@ -518,36 +523,36 @@ void client_close_after(struct client *c, const char *event, const char *json, c
   client_flush_one(c);
 }
 
-void client_free(struct client *c)
+static void client_free(struct client *c)
 {
-  struct worker *w = c->w;
-  struct gateway *gw = w->gw;
+  struct clients *cs = c->cs;
+  struct gateway *gw = cs->gw;
   if (c->in_list) { /* a closed client still waiting for its flush turn */
     struct client *prev = NULL;
-    for (struct client *x = w->dirty; x && x != c; x = x->dirty_next)
+    for (struct client *x = cs->dirty; x && x != c; x = x->dirty_next)
       prev = x;
     if (prev)
       prev->dirty_next = c->dirty_next;
     else
-      w->dirty = c->dirty_next;
-    if (w->dirty_tail == c)
-      w->dirty_tail = prev;
+      cs->dirty = c->dirty_next;
+    if (cs->dirty_tail == c)
+      cs->dirty_tail = prev;
   }
   if (c->prev)
     c->prev->next = c->next;
   else
-    w->clients = c->next;
+    cs->clients = c->next;
   if (c->next)
     c->next->prev = c->prev;
-  hub_unsubscribe(w->hub, c->sub);
+  hub_unsubscribe(cs->hub, c->sub);
   pthread_mutex_lock(&gw->presence_lock);
   hub_unsubscribe(gw->presence, c->presence);
   hub_unsubscribe(gw->peers, c->peer);
   pthread_mutex_unlock(&gw->presence_lock);
-  if (!c->internal && script_has(w->script, HOOK_ON_DISCONNECT)) {
+  if (!c->internal && script_has(cs->script, HOOK_ON_DISCONNECT)) {
     struct script_client v;
     script_view(c, &v);
-    script_on_disconnect(w->script, &v, c->reason ? c->reason : "closed");
+    script_on_disconnect(cs->script, &v, c->reason ? c->reason : "closed");
   }
   log_event(LOG_DEBUG, "stream_closed", "client=%s reason=%s", c->id, c->reason);
   if (c->expiry)
@@ -561,11 +566,11 @@ void client_free(struct client *c)
   free(c->user_id);
   free(c->role);
   free(c);
-  STAT_ADD(w->stats.connections, (unsigned long)-1);
+  STAT_ADD(cs->stats->connections, (unsigned long)-1);
   atomic_fetch_sub(&gw->nclients, 1);
 }
 
-size_t client_tick(struct client *c, double now, double interval)
+static size_t client_tick(struct client *c, double now, double interval)
 {
   if (c->state == CLIENT_OPEN && now - c->last_write >= interval) {
     enqueue(c, sse_ping_frame());
@@ -574,4 +579,107 @@ size_t client_tick(struct client *c, double now, double interval)
   return c->out.bytes;
 }
 
-struct client *client_next(struct client *c) { return c->next; }
+
+static void clients_reap_later(struct clients *cs, struct client *c)
+{
+  if (cs->nreap == cs->reap_cap) {
+    cs->reap_cap = cs->reap_cap ? cs->reap_cap * 2 : 64;
+    cs->reap = xrealloc(cs->reap, cs->reap_cap * sizeof(*cs->reap));
+  }
+  cs->reap[cs->nreap++] = c;
+  cs->schedule_reap(cs->arg);
+}
+
+void clients_reap(struct clients *cs)
+{
+  /* on_disconnect hooks may publish, but never close other clients. */
+  for (size_t i = 0; i < cs->nreap; i++)
+    client_free(cs->reap[i]);
+  cs->nreap = 0;
+}
+
+static void deliver_cb(void *owner, const struct message *m, void *arg)
+{
+  (void)arg;
+  client_deliver(owner, m);
+}
+
+void clients_send(struct clients *cs, const struct message *m)
+{
+  hub_route(cs->hub, m, deliver_cb, NULL);
+}
+
+void clients_route(struct clients *cs, const struct message *m)
+{
+  cs->last_pos = m->pos;
+  if (m->kind == MESSAGE_GAP) {
+    for (struct client *c = cs->clients; c; c = c->next)
+      client_reset(c, "gap");
+    return;
+  }
+  if (m->kind == MESSAGE_LIVE) {
+    hub_route(cs->hub, m, deliver_cb, NULL);
+    if (cs->nobs < (int)(sizeof(cs->obs) / sizeof(cs->obs[0])))
+      cs->obs[cs->nobs++] = m->published_at;
+  }
+  cs->last_seq = m->seq;
+}
+
+const double write_latency_bounds[10] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                          0.025, 0.05, 0.1, 0.25, 1.0};
+
+static void observe_write_latency(struct clients *cs, double dt)
+{
+  for (int b = 0; b < 10; b++)
+    if (dt <= write_latency_bounds[b])
+      STAT_ADD(cs->stats->write_latency_buckets[b], 1);
+  STAT_ADD(cs->stats->write_latency_count, 1);
+  atomic_store_explicit(&cs->stats->write_latency_sum,
+                        atomic_load_explicit(&cs->stats->write_latency_sum, memory_order_relaxed) + dt,
+                        memory_order_relaxed);
+}
+
+int clients_flush_some(struct clients *cs, int max)
+{
+  if (flush_some(cs, max))
+    return 1;
+  /* Everything routed so far is written (or waiting on a full socket). */
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  double done = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+  for (int i = 0; i < cs->nobs; i++)
+    observe_write_latency(cs, done - cs->obs[i]);
+  cs->nobs = 0;
+  return 0;
+}
+
+size_t clients_tick(struct clients *cs, double now, double interval)
+{
+  size_t queued = 0;
+  cs->now = now;
+  for (struct client *c = cs->clients; c; c = c->next)
+    queued += client_tick(c, now, interval);
+  return queued;
+}
+
+void clients_close_after(struct clients *cs, const char *event, const char *json,
+                         const char *reason)
+{
+  for (struct client *c = cs->clients; c; c = c->next)
+    client_close_after(c, event, json, reason);
+}
+
+void clients_close_all(struct clients *cs, const char *reason)
+{
+  for (struct client *c = cs->clients; c; c = c->next)
+    client_close(c, reason);
+  clients_reap(cs);
+}
+
+void clients_release(struct clients *cs)
+{
+  clients_reap(cs);
+  free(cs->reap);
+  cs->reap = NULL;
+  cs->reap_cap = 0;
+}

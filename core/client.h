@@ -1,16 +1,84 @@
-/* A stream client: an accepted GET on the stream endpoint whose connection
- * the gateway takes over from evhttp (raw status line and headers, then SSE
- * frames; no chunked encoding, no evhttp timeouts). */
+/* Streams. A client is one open SSE stream on one worker: it owns its
+ * socket (taken over from the transport that read the request), an output
+ * queue of references to shared frames, and its channels. `struct clients`
+ * is a worker's set of them: the list, the FIFO of clients with output to
+ * write, the streams to free after the current pass, and where fan-out
+ * stands. The worker owns it and hands it what it needs (event base,
+ * counters, its script, and callbacks to reach back: drain, schedule a
+ * flush, schedule reaping); nothing here knows the worker or HTTP. */
 #ifndef TINYSSE_CLIENT_H
 #define TINYSSE_CLIENT_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-struct worker;
-struct message;
-struct evhttp_request;
+#include "message.h"
+
+struct event_base;
+struct gateway;
+struct hub;
+struct script;
+struct uring;
+struct worker_stats;
 struct client;
+
+/* Clients written per flush slice (between slices the loop reads and
+ * acknowledges more publishes): a few milliseconds of sends. */
+#define CLIENTS_FLUSH_SLICE 256
+
+struct clients {
+  struct gateway *gw;
+  struct event_base *base;
+  struct worker_stats *stats; /* the worker's counters */
+  struct hub *hub;            /* channel -> clients, this worker's */
+  struct script *script;      /* the worker's current script (swapped on reload) */
+  int index;                  /* the worker's, for client ids and logs */
+  double now;                 /* wall clock cached at the start of each pass */
+  struct client *clients;     /* doubly linked list of open streams */
+  struct client *dirty, *dirty_tail; /* FIFO of clients with output to write */
+  struct uring *uring;        /* batches the sends of a flush slice; NULL: writev */
+  uint64_t last_seq;          /* the last message fanned out here */
+  struct msgpos last_pos;     /* and its position (its id) */
+  uint64_t next_client_id;
+  struct client **reap;       /* streams to free after the current pass */
+  size_t nreap, reap_cap;
+  /* publish times of messages routed since the FIFO was last empty, for
+   * the publish-to-write histogram */
+  double obs[256];
+  int nobs;
+  /* the worker: fan out what the broker handed over so far; have
+   * clients_flush_some run soon (low priority); have clients_reap run
+   * after the current pass */
+  void (*drain)(void *arg);
+  void (*schedule_flush)(void *arg);
+  void (*schedule_reap)(void *arg);
+  void *arg;
+};
+
+/* Fans one message out to the matching clients (a live message), records
+ * it for replay's seam, or resets every client (a gap). */
+void clients_route(struct clients *cs, const struct message *m);
+/* Queues m to this worker's matching clients only, outside the stream of
+ * published messages (no position, no replay): the status page's events. */
+void clients_send(struct clients *cs, const struct message *m);
+/* Writes the queued output of up to max clients from the FIFO (one
+ * io_uring submission for the slice, or one writev each), closing as
+ * `slow` those whose unwritten queue then passes --max-queue. Returns
+ * whether clients remain. The worker calls it in slices, so publishes are
+ * read between slices and pile up into bigger writes, not longer queues.
+ * When the FIFO empties, the publish-to-write latencies are observed. */
+int clients_flush_some(struct clients *cs, int max);
+/* Frees the clients closed since the last call (hooks, hub, socket). */
+void clients_reap(struct clients *cs);
+/* Heartbeats; returns the bytes queued over all clients. */
+size_t clients_tick(struct clients *cs, double now, double interval);
+/* Every client: sends event (json) and closes once written (shutdown). */
+void clients_close_after(struct clients *cs, const char *event, const char *json,
+                         const char *reason);
+/* Every client: closed now (the end of a shutdown). */
+void clients_close_all(struct clients *cs, const char *reason);
+/* Frees every client and the set's arrays (the worker is going). */
+void clients_release(struct clients *cs);
 
 struct client_params {
   char *user_id, *role;   /* ownership passes to the client */
@@ -18,38 +86,26 @@ struct client_params {
   size_t nchannels;
   double expires_at;      /* Unix seconds; 0 = never */
   const char *resume_id;  /* Last-Event-ID or ?lastEventId=, NULL when none */
-  const char *extra_headers; /* CORS lines ("Name: value\r\n"...), may be "" */
-  const char *peer_ip;       /* for --max-clients-per-peer */
-  int internal;              /* the status page's stream: no hooks, no presence */
+  const char *peer_ip;    /* for --max-clients-per-peer */
+  int internal;           /* the status page's stream: no hooks, no presence */
+  /* the transport: the head of its answer (for HTTP/1.1 the status line
+   * and headers), sent before the stream; and how to take its socket once
+   * the stream is sure to open: a descriptor, or -1 with errno set */
+  const char *head;
+  size_t head_len;
+  int (*take)(void *arg);
+  void *take_arg;
 };
 
-/* Opens the stream on req's connection. 0 on success (the client now owns
- * the connection and p's strings); -1 out of memory, -2 too many clients,
- * -3 too many from this peer, -4 out of descriptors: then nothing was taken
- * and the caller answers req. */
-int client_open(struct worker *w, struct evhttp_request *req, struct client_params *p);
-/* Queues m's frame unless the client already has it (replay seam). */
-void client_deliver(struct client *c, const struct message *m);
-/* Writes the queued output of up to max clients from the worker's FIFO of
- * clients with new output (one writev each), closing as `slow` those whose
- * unwritten queue then passes --max-queue. Returns whether clients remain.
- * The worker calls it in slices, so publishes are read between slices and
- * pile up into bigger writes rather than longer queues. */
-int client_flush_some(struct worker *w, int max);
+/* Opens a stream. 0 on success (the client now owns the socket and p's
+ * strings); -1 out of memory, -2 too many clients, -3 too many from this
+ * peer, -4 out of descriptors: then nothing was taken and the caller
+ * answers the request. */
+int client_open(struct clients *cs, struct client_params *p);
 /* Sends tinysse.reset (reason "too_old", "unknown" or "gap"): the client
  * cannot be given what it missed and should refetch its state. */
 void client_reset(struct client *c, const char *reason);
-/* Flushes c now, out of turn (a new stream's headers and replay). */
-void client_flush_one(struct client *c);
 /* Stops deliveries and queues the client for freeing after the current pass. */
 void client_close(struct client *c, const char *reason);
-/* Sends a frame, then closes once it is written (or after a few seconds). */
-void client_close_after(struct client *c, const char *event, const char *json, const char *reason);
-/* Frees a client queued by client_close: hooks, hub, connection. */
-void client_free(struct client *c);
-/* Sends `: ping` when nothing was written for `interval` seconds; returns
- * the bytes queued for the client. */
-size_t client_tick(struct client *c, double now, double interval);
-struct client *client_next(struct client *c);
 
 #endif

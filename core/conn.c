@@ -40,7 +40,7 @@
 #include "jsonutil.h"
 #include "log.h"
 #include "proxyproto.h"
-#include "worker.h"
+#include "front.h"
 
 /* Past the limit, up to CONFIG_ANSWERED_REFUSALS connections at a time get
  * a 503 (config.c keeps descriptors for them); beyond those a connection is
@@ -83,7 +83,7 @@ struct conn {
 };
 
 struct conns {
-  struct worker *w;
+  struct front *f;
   struct evhttp *http;
   int spare_fd; /* an unconnected socket; see conns_take_socket() */
   /* connections whose socket a stream took, freed right after the
@@ -175,7 +175,7 @@ static void table_del(struct conns *cs, struct conn *c)
 static void release(struct conn *c)
 {
   struct conns *cs = c->cs;
-  struct gateway *gw = cs->w->gw;
+  struct gateway *gw = cs->f->gw;
   table_del(cs, c);
   if (c->deadline)
     event_free(c->deadline);
@@ -236,7 +236,7 @@ static void on_closing_event(struct bufferevent *bev, short what, void *arg)
  * once the answer is written, or after LINGER_SECONDS. */
 static void answer_and_close(struct conn *c, int code, const char *error, const char *message)
 {
-  struct config *cfg = c->cs->w->gw->cfg;
+  struct config *cfg = c->cs->f->gw->cfg;
   char id[24];
   http_request_id(id, sizeof(id));
   struct json_object *body = json_error(error, message);
@@ -262,7 +262,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
   (void)fd;
   (void)what;
   struct conn *c = arg;
-  struct worker *w = c->cs->w;
+  struct front *f = c->cs->f;
   if (c->state != CONN_READING) {
     if (c->state == CONN_CLOSING)
       evhttp_connection_free(c->evcon); /* its answer was not taken in time */
@@ -273,9 +273,9 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
   int partial = c->got_bytes || evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
   if (partial && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
     char msg[160];
-    STAT_ADD(w->stats.request_timeouts, 1);
+    STAT_ADD(f->stats->request_timeouts, 1);
     snprintf(msg, sizeof(msg), "the request was not complete within %g s (--request-timeout)",
-             w->gw->cfg->request_timeout);
+             f->gw->cfg->request_timeout);
     answer_and_close(c, 408, "request_timeout", msg);
   } else {
     evhttp_connection_free(c->evcon); /* idle, or stuck: nothing to say */
@@ -334,7 +334,7 @@ static void proxy_event(struct bufferevent *bev, short what, void *arg)
 static void adopt(struct conn *c)
 {
   struct conns *cs = c->cs;
-  struct gateway *gw = cs->w->gw;
+  struct gateway *gw = cs->f->gw;
   struct config *cfg = gw->cfg;
   bufferevent_data_cb readcb = NULL;
   bufferevent_event_cb eventcb = NULL;
@@ -347,7 +347,7 @@ static void adopt(struct conn *c)
   c->evcon = evcon;
   evhttp_connection_set_closecb(c->evcon, on_close, c);
   bufferevent_decref(c->bev); /* evhttp holds it from here */
-  c->deadline = evtimer_new(cs->w->base, on_deadline, c);
+  c->deadline = evtimer_new(cs->f->base, on_deadline, c);
   c->watch = evbuffer_add_cb(bufferevent_get_input(c->bev), on_input, c);
   if (!c->deadline || !c->watch || table_put(cs, c) != 0) {
     evhttp_connection_free(c->evcon);
@@ -367,7 +367,7 @@ static void adopt(struct conn *c)
    * stream requests from one address is not what it is for. */
   double deadline = cfg->request_timeout;
   if (c->rank > cfg->max_connections) {
-    STAT_ADD(cs->w->stats.connections_refused, 1);
+    STAT_ADD(cs->f->stats->connections_refused, 1);
     if (c->rank - cfg->max_connections > CONFIG_ANSWERED_REFUSALS) {
       evhttp_connection_free(c->evcon);
       return;
@@ -387,10 +387,10 @@ static void adopt(struct conn *c)
 }
 
 /* The worker's current listeners (a stopping worker has none left). */
-static void set_listening(struct worker *w, int on)
+static void set_listening(struct front *f, int on)
 {
-  for (int i = 0; i < w->nbound; i++) {
-    struct evconnlistener *l = evhttp_bound_socket_get_listener(w->bound[i]);
+  for (int i = 0; i < f->nbound; i++) {
+    struct evconnlistener *l = evhttp_bound_socket_get_listener(f->bound[i]);
     if (on)
       evconnlistener_enable(l);
     else
@@ -425,19 +425,19 @@ static void on_pace(evutil_socket_t fd, short what, void *arg)
   struct conns *cs = arg;
   cs->burst_paused = 0;
   if (!evtimer_pending(cs->resume_ev, NULL))
-    set_listening(cs->w, 1);
+    set_listening(cs->f, 1);
 }
 
 /* Is the kernel's queue of connections waiting for accept() past half
  * full on one of the worker's listeners? Then pausing would have it drop
  * connections (the clients retry a second later). Linux reports the
  * queue's length and limit in tcp_info for a listening socket. */
-static int backlog_filling(struct worker *w)
+static int backlog_filling(struct front *f)
 {
-  for (int i = 0; i < w->nbound; i++) {
+  for (int i = 0; i < f->nbound; i++) {
     struct tcp_info info;
     socklen_t len = sizeof(info);
-    evutil_socket_t fd = evconnlistener_get_fd(evhttp_bound_socket_get_listener(w->bound[i]));
+    evutil_socket_t fd = evconnlistener_get_fd(evhttp_bound_socket_get_listener(f->bound[i]));
     if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 &&
         (size_t)info.tcpi_unacked * 2 > (size_t)info.tcpi_sacked)
       return 1;
@@ -463,7 +463,7 @@ static struct bufferevent *make_bev(struct event_base *base, void *arg)
   bufferevent_incref(bev);
   *cs->fresh_tail = c;
   cs->fresh_tail = &c->next_fresh;
-  struct gateway *gw = cs->w->gw;
+  struct gateway *gw = cs->f->gw;
   /* Streams count too: each one holds a descriptor as long as it lives. */
   c->rank = atomic_fetch_add(&gw->nconns, 1) + 1 + atomic_load(&gw->nclients);
   /* libevent accepts everything the backlog holds in one go. In a storm
@@ -472,11 +472,11 @@ static struct bufferevent *make_bev(struct event_base *base, void *arg)
    * batch read (and most of that state freed) before the next, keeps the
    * peak, and the memory it leaves scattered, small. Far past the limit,
    * the batch stops at once; on_adopt closes the excess. */
-  if (((++cs->batch >= CONNS_ACCEPT_BATCH && !backlog_filling(cs->w)) ||
+  if (((++cs->batch >= CONNS_ACCEPT_BATCH && !backlog_filling(cs->f)) ||
        c->rank > gw->cfg->max_connections + CONFIG_ANSWERED_REFUSALS) &&
       !cs->burst_paused) {
     cs->burst_paused = 1;
-    set_listening(cs->w, 0);
+    set_listening(cs->f, 0);
   }
   event_active(cs->adopt_ev, EV_TIMEOUT, 0);
   return bev;
@@ -492,13 +492,13 @@ static void on_answered(struct evhttp_request *req, void *arg)
   /* Keep-alive: the next request, idle time included, gets the same time. */
   c->state = CONN_READING;
   c->got_bytes = 0;
-  arm(c, c->cs->w->gw->cfg->request_timeout);
+  arm(c, c->cs->f->gw->cfg->request_timeout);
 }
 
 /* The client behind req: a trusted peer's X-Forwarded-For names it. */
 static void request_peer(struct conn *c, struct evhttp_request *req)
 {
-  struct gateway *gw = c->cs->w->gw;
+  struct gateway *gw = c->cs->f->gw;
   snprintf(c->req_addr, sizeof(c->req_addr), "%s", c->addr);
   c->req_port = c->port;
   if (!gw->ntrusted || !proxy_cidr_match(gw->trusted, gw->ntrusted, c->addr))
@@ -556,14 +556,14 @@ int conns_request_started(struct conns *cs, struct evhttp_request *req, int is_s
     return CONNS_OK;
   /* From its first request that is not a stream, the connection counts
    * against --max-connections-per-peer until it closes. */
-  struct gateway *gw = cs->w->gw;
+  struct gateway *gw = cs->f->gw;
   const char *peer = c->req_addr;
   pthread_mutex_lock(&gw->presence_lock);
   c->peer = hub_subscribe(gw->conn_peers, c, &peer, 1);
   long from_peer = (long)hub_subscribers(gw->conn_peers, peer);
   pthread_mutex_unlock(&gw->presence_lock);
   if (from_peer > gw->cfg->max_conn_per_peer) {
-    STAT_ADD(cs->w->stats.connections_refused, 1);
+    STAT_ADD(cs->f->stats->connections_refused, 1);
     return CONNS_OVER_PEER_LIMIT;
   }
   return CONNS_OK;
@@ -601,7 +601,7 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
 {
   (void)fd;
   (void)what;
-  set_listening(((struct conns *)arg)->w, 1);
+  set_listening(((struct conns *)arg)->f, 1);
 }
 
 static void on_accept_error(struct evconnlistener *l, void *http)
@@ -621,13 +621,13 @@ static void on_accept_error(struct evconnlistener *l, void *http)
   struct timeval pause = {0, ACCEPT_PAUSE_USEC};
   evtimer_add(cs->resume_ev, &pause);
   struct timeval now;
-  event_base_gettimeofday_cached(cs->w->base, &now);
+  event_base_gettimeofday_cached(cs->f->base, &now);
   double t = (double)now.tv_sec + (double)now.tv_usec / 1e6;
   if (t - cs->last_warning >= 1) { /* at most one line a second per worker */
     cs->last_warning = t;
     log_event(LOG_WARN, "accept_failed", "worker=%d error=\"%s\" paused_ms=%d connections=%ld",
-              cs->w->index, evutil_socket_error_to_string(err), ACCEPT_PAUSE_USEC / 1000,
-              atomic_load(&cs->w->gw->nconns) + atomic_load(&cs->w->gw->nclients));
+              cs->f->index, evutil_socket_error_to_string(err), ACCEPT_PAUSE_USEC / 1000,
+              atomic_load(&cs->f->gw->nconns) + atomic_load(&cs->f->gw->nclients));
   }
 }
 
@@ -695,19 +695,19 @@ void conns_watch_listener(struct conns *cs, struct evconnlistener *l)
   evconnlistener_set_error_cb(l, on_accept_error);
 }
 
-struct conns *conns_new(struct worker *w, struct evhttp *http)
+struct conns *conns_new(struct front *f, struct evhttp *http)
 {
   struct conns *cs = calloc(1, sizeof(*cs));
   if (!cs)
     return NULL;
   cs->spare_fd = -1;
-  cs->w = w;
+  cs->f = f;
   cs->http = http;
   cs->fresh_tail = &cs->fresh;
-  cs->adopt_ev = event_new(w->base, -1, 0, on_adopt, cs);
-  cs->resume_ev = evtimer_new(w->base, on_resume, cs);
-  cs->free_ev = evtimer_new(w->base, on_free_handed, cs);
-  cs->pace_ev = evtimer_new(w->base, on_pace, cs);
+  cs->adopt_ev = event_new(f->base, -1, 0, on_adopt, cs);
+  cs->resume_ev = evtimer_new(f->base, on_resume, cs);
+  cs->free_ev = evtimer_new(f->base, on_free_handed, cs);
+  cs->pace_ev = evtimer_new(f->base, on_pace, cs);
   cs->spare_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int slot = -1;
   pthread_mutex_lock(&registry_lock);

@@ -6,14 +6,14 @@
 #ifndef TINYSSE_CONN_H
 #define TINYSSE_CONN_H
 
-struct worker;
+struct front;
 struct evhttp;
 struct evhttp_request;
 struct evconnlistener;
 struct conns;
 
 /* Starts watching the connections http accepts for w. NULL on OOM. */
-struct conns *conns_new(struct worker *w, struct evhttp *http);
+struct conns *conns_new(struct front *f, struct evhttp *http);
 /* Call after evhttp_free() of the same http (its connections are gone by
  * then); releases the rest. NULL is fine. */
 void conns_free(struct conns *cs);

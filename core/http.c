@@ -12,14 +12,20 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <errno.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
+#include <event2/util.h>
 #include <json-c/json.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "alloc.h"
+#include "client.h"
 #include "cluster.h"
 #include "conn.h"
 #include "hub.h"
@@ -29,7 +35,7 @@
 #include "publish.h"
 #include "status.h"
 #include "stream.h"
-#include "worker.h"
+#include "front.h"
 
 const char *http_bearer(struct evhttp_request *req)
 {
@@ -42,9 +48,9 @@ const char *http_bearer(struct evhttp_request *req)
   return *h ? h : NULL;
 }
 
-int http_is_publisher(struct worker *w, struct evhttp_request *req)
+int http_is_publisher(struct front *f, struct evhttp_request *req)
 {
-  const char *key = w->gw->publish_key, *got = http_bearer(req);
+  const char *key = f->gw->publish_key, *got = http_bearer(req);
   unsigned char a[32], b[32];
   if (!key[0] || !got)
     return 0;
@@ -55,13 +61,13 @@ int http_is_publisher(struct worker *w, struct evhttp_request *req)
   return CRYPTO_memcmp(a, b, sizeof(a)) == 0;
 }
 
-int http_authorize_publisher(struct worker *w, struct evhttp_request *req, struct req_view *v)
+int http_authorize_publisher(struct front *f, struct evhttp_request *req, struct req_view *v)
 {
   char why[512];
   if (v->sr.publisher)
     return 0;
-  if (script_has(w->script, HOOK_AUTHORIZE_PUBLISH)) {
-    switch (script_authorize_publish(w->script, &v->sr, why, sizeof(why))) {
+  if (script_has(worker_script(f->w), HOOK_AUTHORIZE_PUBLISH)) {
+    switch (script_authorize_publish(worker_script(f->w), &v->sr, why, sizeof(why))) {
     case SCRIPT_OK:
       return 0;
     case SCRIPT_DENY:
@@ -89,7 +95,7 @@ static const char *method_name(enum evhttp_cmd_type cmd)
   return "OTHER";
 }
 
-int req_view_init(struct req_view *v, struct worker *w, struct evhttp_request *req, int with_body)
+int req_view_init(struct req_view *v, struct front *f, struct evhttp_request *req, int with_body)
 {
   static atomic_ullong serials;
   memset(v, 0, sizeof(*v));
@@ -130,7 +136,7 @@ int req_view_init(struct req_view *v, struct worker *w, struct evhttp_request *r
     p += n;
   }
   unsigned port = 0;
-  const char *addr = conns_peer(w->conns, req, &port);
+  const char *addr = conns_peer(f->conns, req, &port);
   snprintf(v->peer, sizeof(v->peer), "%s:%u", addr, port);
 
   v->sr.method = method_name(evhttp_request_get_command(req));
@@ -163,9 +169,9 @@ const char *req_view_query(const struct req_view *v, const char *key)
   return evhttp_find_header(&v->query, key);
 }
 
-const char *http_cors_lines(struct worker *w, struct evhttp_request *req, char *buf, size_t cap)
+const char *http_cors_lines(struct front *f, struct evhttp_request *req, char *buf, size_t cap)
 {
-  struct config *cfg = w->gw->cfg;
+  struct config *cfg = f->gw->cfg;
   const char *origin = evhttp_find_header(evhttp_request_get_input_headers(req), "Origin");
   buf[0] = '\0';
   if (!origin || cfg->ncors_origin == 0)
@@ -184,9 +190,9 @@ const char *http_cors_lines(struct worker *w, struct evhttp_request *req, char *
   return buf;
 }
 
-const char *http_stream_lines(struct worker *w, struct evhttp_request *req, char *buf, size_t cap)
+const char *http_stream_lines(struct front *f, struct evhttp_request *req, char *buf, size_t cap)
 {
-  http_cors_lines(w, req, buf, cap);
+  http_cors_lines(f, req, buf, cap);
   const char *rid = evhttp_find_header(evhttp_request_get_output_headers(req), "X-Request-Id");
   size_t used = strlen(buf);
   if (rid && used < cap)
@@ -194,11 +200,40 @@ const char *http_stream_lines(struct worker *w, struct evhttp_request *req, char
   return buf;
 }
 
+struct take {
+  struct conns *cs;
+  struct evhttp_request *req;
+};
+
+static int take_socket(void *arg)
+{
+  struct take *t = arg;
+  return conns_take_socket(t->cs, t->req);
+}
+
+int http_open_stream(struct front *f, struct evhttp_request *req, struct client_params *p)
+{
+  char lines[640], head[1024];
+  http_stream_lines(f, req, lines, sizeof(lines));
+  int hl = snprintf(head, sizeof(head),
+                    "HTTP/1.1 200 OK\r\n"
+                    "Content-Type: text/event-stream\r\n"
+                    "Cache-Control: no-cache, no-transform\r\n"
+                    "X-Accel-Buffering: no\r\n"
+                    "%s\r\n", lines);
+  struct take t = {f->conns, req};
+  p->head = head;
+  p->head_len = hl > 0 && (size_t)hl < sizeof(head) ? (size_t)hl : 0;
+  p->take = take_socket;
+  p->take_arg = &t;
+  return client_open(f->streams, p);
+}
+
 /* Adds the CORS lines to an evhttp reply. */
-static void add_cors(struct worker *w, struct evhttp_request *req)
+static void add_cors(struct front *f, struct evhttp_request *req)
 {
   char buf[512];
-  char *line = (char *)http_cors_lines(w, req, buf, sizeof(buf));
+  char *line = (char *)http_cors_lines(f, req, buf, sizeof(buf));
   struct evkeyvalq *h = evhttp_request_get_output_headers(req);
   while (*line) {
     char *colon = strchr(line, ':'), *end = strstr(line, "\r\n");
@@ -220,9 +255,9 @@ static int header_bytes(struct evhttp_request *req)
   return n > 0x7fffffff ? 0x7fffffff : (int)n;
 }
 
-static void handle_healthz(struct worker *w, struct evhttp_request *req)
+static void handle_healthz(struct front *f, struct evhttp_request *req)
 {
-  struct gateway *gw = w->gw;
+  struct gateway *gw = f->gw;
   struct json_object *o = json_object_new_object();
   /* Cluster mode: "starting" (503) until the node has read the stream once;
    * "degraded" (200: streams are served, publishes are refused) while a
@@ -238,10 +273,10 @@ static void handle_healthz(struct worker *w, struct evhttp_request *req)
   reply_json(req, ready ? 200 : 503, o);
 }
 
-static void handle_metrics(struct worker *w, struct evhttp_request *req)
+static void handle_metrics(struct front *f, struct evhttp_request *req)
 {
   struct evbuffer *out = evbuffer_new();
-  metrics_render(w->gw, out);
+  metrics_render(f->gw, out);
   evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                     "text/plain; version=0.0.4");
   evhttp_send_reply(req, 200, "OK", out);
@@ -253,16 +288,16 @@ static void add_count(const char *ch, size_t n, void *arg)
   json_object_object_add(arg, ch, json_object_new_int64((int64_t)n));
 }
 
-static void handle_channels(struct worker *w, struct evhttp_request *req)
+static void handle_channels(struct front *f, struct evhttp_request *req)
 {
-  struct gateway *gw = w->gw;
+  struct gateway *gw = f->gw;
   struct req_view v;
-  if (req_view_init(&v, w, req, 0) != 0) {
+  if (req_view_init(&v, f, req, 0) != 0) {
     reply_error(req, 500, "internal", "out of memory");
     return;
   }
-  v.sr.publisher = http_is_publisher(w, req);
-  if (http_authorize_publisher(w, req, &v) == 0) {
+  v.sr.publisher = http_is_publisher(f, req);
+  if (http_authorize_publisher(f, req, &v) == 0) {
     const char *one = req_view_query(&v, "channel");
     struct json_object *o = json_object_new_object();
     pthread_mutex_lock(&gw->presence_lock);
@@ -281,21 +316,21 @@ static void handle_channels(struct worker *w, struct evhttp_request *req)
   req_view_free(&v);
 }
 
-static void handle_token(struct worker *w, struct evhttp_request *req)
+static void handle_token(struct front *f, struct evhttp_request *req)
 {
   struct req_view v;
   char why[512], *token = NULL;
   double expires_in = 0;
-  if (!script_has(w->script, HOOK_ISSUE_TOKEN)) {
+  if (!script_has(worker_script(f->w), HOOK_ISSUE_TOKEN)) {
     reply_error(req, 404, "not_found", "this gateway's script does not issue tokens (no issue_token hook)");
     return;
   }
-  if (req_view_init(&v, w, req, 1) != 0) {
+  if (req_view_init(&v, f, req, 1) != 0) {
     reply_error(req, 500, "internal", "out of memory");
     return;
   }
-  v.sr.publisher = http_is_publisher(w, req);
-  switch (script_issue_token(w->script, &v.sr, &token, &expires_in, why, sizeof(why))) {
+  v.sr.publisher = http_is_publisher(f, req);
+  switch (script_issue_token(worker_script(f->w), &v.sr, &token, &expires_in, why, sizeof(why))) {
   case SCRIPT_OK: {
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "token", json_object_new_string(token));
@@ -333,10 +368,10 @@ static const struct asset *find_asset(const char *path)
   return NULL;
 }
 
-static void handle_asset(struct worker *w, struct evhttp_request *req, const struct asset *a)
+static void handle_asset(struct front *f, struct evhttp_request *req, const struct asset *a)
 {
   char path[4096];
-  snprintf(path, sizeof(path), "%s/%s", w->gw->cfg->assets, a->file);
+  snprintf(path, sizeof(path), "%s/%s", f->gw->cfg->assets, a->file);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   struct stat st;
   if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -365,7 +400,7 @@ static void method_not_allowed(struct evhttp_request *req, const char *allow)
   reply_error(req, 405, "method_not_allowed", "this path accepts %s", allow);
 }
 
-static void route(struct worker *w, struct evhttp_request *req, const char *path,
+static void route(struct front *f, struct evhttp_request *req, const char *path,
                   enum evhttp_cmd_type cmd);
 
 
@@ -380,8 +415,9 @@ static void log_access(struct evhttp_request *req, void *arg)
   int code = evhttp_request_get_response_code(req);
   char qp[300];
   unsigned port = 0;
-  struct worker *w = worker_current();
-  const char *addr = w ? conns_peer(w->conns, req, &port) : "?";
+  struct worker *cur = worker_current();
+  struct front *f = cur ? worker_front(cur) : NULL;
+  const char *addr = f ? conns_peer(f->conns, req, &port) : "?";
   log_event(LOG_INFO, "access", "id=%s method=%s path=%s status=%d peer=%s:%u", rid ? rid : "?",
             method_name(evhttp_request_get_command(req)), log_quote(qp, sizeof(qp), path),
             code ? code : 200, addr, port);
@@ -396,8 +432,8 @@ void http_request_id(char *buf, size_t cap)
 
 static void on_request(struct evhttp_request *req, void *arg)
 {
-  struct worker *w = arg;
-  struct config *cfg = w->gw->cfg;
+  struct front *f = arg;
+  struct config *cfg = f->gw->cfg;
   enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
   const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
   const char *path = uri && evhttp_uri_get_path(uri) && *evhttp_uri_get_path(uri)
@@ -405,16 +441,16 @@ static void on_request(struct evhttp_request *req, void *arg)
 
   int is_stream = cmd == EVHTTP_REQ_GET &&
                   (strcmp(path, cfg->endpoint) == 0 || strcmp(path, "/status/events") == 0);
-  int verdict = conns_request_started(w->conns, req, is_stream);
+  int verdict = conns_request_started(f->conns, req, is_stream);
   char rid_text[24];
   http_request_id(rid_text, sizeof(rid_text));
   evhttp_add_header(evhttp_request_get_output_headers(req), "X-Request-Id", rid_text);
-  STAT_ADD(w->stats.http_requests, 1);
+  STAT_ADD(f->stats->http_requests, 1);
   if (verdict == CONNS_OK) {
-    route(w, req, path, cmd);
+    route(f, req, path, cmd);
   } else if (is_stream) {
-    add_cors(w, req);
-    stream_shed(w, req, SHED_MAX_CONNECTIONS);
+    add_cors(f, req);
+    stream_shed(f, req, SHED_MAX_CONNECTIONS);
   } else {
     evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
     if (verdict == CONNS_OVER_LIMIT)
@@ -429,22 +465,22 @@ static void on_request(struct evhttp_request *req, void *arg)
     /* A publish waiting for Redis (cluster mode) is logged once answered;
      * an accepted stream (no evhttp reply) at once, as 200. */
     if (evhttp_request_get_response_code(req) == 0 && strcmp(path, "/publish") == 0)
-      conns_when_answered(w->conns, req, log_access);
+      conns_when_answered(f->conns, req, log_access);
     else
       log_access(req, NULL);
   }
 }
 
-static void route(struct worker *w, struct evhttp_request *req, const char *path,
+static void route(struct front *f, struct evhttp_request *req, const char *path,
                   enum evhttp_cmd_type cmd)
 {
-  struct config *cfg = w->gw->cfg;
+  struct config *cfg = f->gw->cfg;
   if (header_bytes(req) > cfg->max_header) {
     reply_error(req, 431, "headers_too_large", "the request line and headers exceed %ld bytes",
                 cfg->max_header);
     return;
   }
-  add_cors(w, req);
+  add_cors(f, req);
   if (cmd == EVHTTP_REQ_OPTIONS) {
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
@@ -459,68 +495,68 @@ static void route(struct worker *w, struct evhttp_request *req, const char *path
     if (cmd != EVHTTP_REQ_GET)
       method_not_allowed(req, "GET");
     else
-      stream_request(w, req);
+      stream_request(f, req);
   } else if (strcmp(path, "/publish") == 0) {
     if (cmd != EVHTTP_REQ_POST)
       method_not_allowed(req, "POST");
     else
-      publish_request(w, req);
+      publish_request(f, req);
   } else if (strcmp(path, "/auth/sse-token") == 0) {
     if (cmd != EVHTTP_REQ_POST)
       method_not_allowed(req, "POST");
     else
-      handle_token(w, req);
+      handle_token(f, req);
   } else if (strcmp(path, "/healthz") == 0) {
     if (!is_get)
       method_not_allowed(req, "GET, HEAD");
     else
-      handle_healthz(w, req);
+      handle_healthz(f, req);
   } else if (strcmp(path, "/metrics") == 0) {
     if (!is_get)
       method_not_allowed(req, "GET, HEAD");
     else
-      handle_metrics(w, req);
+      handle_metrics(f, req);
   } else if (strcmp(path, "/channels") == 0) {
     if (!is_get)
       method_not_allowed(req, "GET, HEAD");
     else
-      handle_channels(w, req);
+      handle_channels(f, req);
   } else if (strcmp(path, "/status") == 0) {
     if (!is_get)
       method_not_allowed(req, "GET, HEAD");
     else
-      status_page(w, req);
+      status_page(f, req);
   } else if (strcmp(path, "/status/token") == 0) {
     if (cmd != EVHTTP_REQ_POST)
       method_not_allowed(req, "POST");
     else
-      status_token_request(w, req);
+      status_token_request(f, req);
   } else if (strcmp(path, "/status/events") == 0) {
     if (cmd != EVHTTP_REQ_GET)
       method_not_allowed(req, "GET");
     else
-      status_stream_request(w, req);
+      status_stream_request(f, req);
   } else if (find_asset(path)) {
     if (!is_get)
       method_not_allowed(req, "GET, HEAD");
     else
-      handle_asset(w, req, find_asset(path));
+      handle_asset(f, req, find_asset(path));
   } else {
     reply_error(req, 404, "not_found", "no such endpoint; see the README for the HTTP API");
   }
 }
 
-struct evhttp *http_new(struct worker *w)
+static struct evhttp *make_evhttp(struct front *f)
 {
-  struct config *cfg = w->gw->cfg;
-  struct evhttp *http = evhttp_new(w->base);
+  struct config *cfg = f->gw->cfg;
+  struct evhttp *http = evhttp_new(f->base);
   if (!http)
     return NULL;
-  if (!(w->conns = conns_new(w, http))) {
+  if (!(f->conns = conns_new(f, http))) {
     evhttp_free(http);
     return NULL;
   }
-  evhttp_set_gencb(http, on_request, w);
+  evhttp_set_gencb(http, on_request, f);
   evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
                                        EVHTTP_REQ_PATCH);
@@ -538,19 +574,75 @@ struct evhttp *http_new(struct worker *w)
   return http;
 }
 
-struct evhttp_bound_socket *http_bind_listener(struct worker *w, struct evconnlistener *l)
+static int bind_listeners(struct front *f, char *err, size_t errlen)
 {
-  struct evhttp_bound_socket *b = evhttp_bind_listener(w->http, l);
-  if (b)
-    conns_watch_listener(w->conns, l);
-  return b;
+  struct config *cfg = f->gw->cfg;
+  unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC;
+  if (f->gw->nworkers > 1)
+    flags |= LEV_OPT_REUSEABLE_PORT;
+  for (int i = 0; i < cfg->nlisten; i++) {
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (evutil_parse_sockaddr_port(cfg->listen[i], (struct sockaddr *)&ss, &len) != 0 ||
+        strchr(cfg->listen[i], ':') == NULL) {
+      snprintf(err, errlen, "--listen: expected ADDR:PORT (e.g. 127.0.0.1:8080), got '%s'",
+               cfg->listen[i]);
+      return -1;
+    }
+    struct evconnlistener *l =
+        evconnlistener_new_bind(f->base, NULL, NULL, flags, 4096, (struct sockaddr *)&ss, len);
+    if (!l) {
+      snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen[i], strerror(errno));
+      return -1;
+    }
+    struct evhttp_bound_socket *b = evhttp_bind_listener(f->http, l);
+    if (!b) {
+      evconnlistener_free(l);
+      snprintf(err, errlen, "cannot serve HTTP on %s", cfg->listen[i]);
+      return -1;
+    }
+    conns_watch_listener(f->conns, l);
+    f->bound[f->nbound++] = b;
+  }
+  return 0;
 }
 
-void http_free(struct worker *w)
+static void front_close(void *arg)
 {
-  if (w->http)
-    evhttp_free(w->http); /* closes its connections, idle keep-alive ones too */
-  w->http = NULL;
-  conns_free(w->conns);
-  w->conns = NULL;
+  struct front *f = arg;
+  if (f->http)
+    evhttp_free(f->http); /* closes its connections, idle keep-alive ones too */
+  conns_free(f->conns);
+  free(f);
 }
+
+static void *front_open(struct worker *w, char *err, size_t errlen)
+{
+  struct front *f = xcalloc(1, sizeof(*f));
+  *f = (struct front){.w = w, .gw = worker_gateway(w), .base = worker_base(w),
+                      .stats = worker_counters(w), .streams = worker_clients(w),
+                      .index = worker_index(w)};
+  if (!(f->http = make_evhttp(f))) {
+    snprintf(err, errlen, "out of memory");
+    front_close(f);
+    return NULL;
+  }
+  if (bind_listeners(f, err, errlen) != 0) {
+    front_close(f);
+    return NULL;
+  }
+  return f;
+}
+
+static void front_stop_accepting(void *arg)
+{
+  struct front *f = arg;
+  for (int i = 0; i < f->nbound; i++)
+    evhttp_del_accept_socket(f->http, f->bound[i]);
+  f->nbound = 0;
+}
+
+static void front_tick(void *arg, double now) { status_tick(arg, now); }
+
+const struct worker_front_ops http_front_ops = {front_open, front_stop_accepting, front_tick,
+                                                front_close};

@@ -10,18 +10,12 @@
 
 #include "host.h"
 
-struct worker;
+struct front;
 struct evhttp;
 struct evhttp_request;
 struct evhttp_bound_socket;
 struct evconnlistener;
 
-/* The worker's evhttp (also sets w->conns); NULL on OOM. */
-struct evhttp *http_new(struct worker *w);
-/* Serves HTTP on l (taken over: freed with the evhttp); NULL on failure. */
-struct evhttp_bound_socket *http_bind_listener(struct worker *w, struct evconnlistener *l);
-/* Frees w->http with its connections, and w->conns; safe to call twice. */
-void http_free(struct worker *w);
 /* A new id for an answer's X-Request-Id and its access-log line. */
 void http_request_id(char *buf, size_t cap);
 
@@ -35,21 +29,26 @@ struct req_view {
   char peer[64];
 };
 /* 0/-1 (out of memory). The body is included when with_body is set. */
-int req_view_init(struct req_view *v, struct worker *w, struct evhttp_request *req, int with_body);
+int req_view_init(struct req_view *v, struct front *f, struct evhttp_request *req, int with_body);
 void req_view_free(struct req_view *v);
 const char *req_view_query(const struct req_view *v, const char *key); /* NULL if absent */
 
 /* The bearer token of Authorization, or NULL. Never log it. */
 const char *http_bearer(struct evhttp_request *req);
 /* Does the request carry the gateway's publish key? Constant time. */
-int http_is_publisher(struct worker *w, struct evhttp_request *req);
+int http_is_publisher(struct front *f, struct evhttp_request *req);
 /* Publish-side authorisation (for /publish and /channels): 0 when allowed;
  * otherwise the request has been answered (401/403/500) and -1 returned. */
-int http_authorize_publisher(struct worker *w, struct evhttp_request *req, struct req_view *v);
+int http_authorize_publisher(struct front *f, struct evhttp_request *req, struct req_view *v);
+/* Opens a stream on req's connection: the HTTP/1.1 answer head (status,
+ * SSE headers, CORS, X-Request-Id) and the socket taken over from evhttp
+ * go to client_open, whose result this returns. */
+struct client_params;
+int http_open_stream(struct front *f, struct evhttp_request *req, struct client_params *p);
 /* The header lines of a stream's answer written outside evhttp: CORS and
  * X-Request-Id; buf >= 600. */
-const char *http_stream_lines(struct worker *w, struct evhttp_request *req, char *buf, size_t cap);
+const char *http_stream_lines(struct front *f, struct evhttp_request *req, char *buf, size_t cap);
 /* CORS response header lines for req ("" when none apply); buf >= 512. */
-const char *http_cors_lines(struct worker *w, struct evhttp_request *req, char *buf, size_t cap);
+const char *http_cors_lines(struct front *f, struct evhttp_request *req, char *buf, size_t cap);
 
 #endif

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "publisher.h"
 #include "ring.h"
+#include "front.h"
 #include "worker.h"
 
 #define TINYSSE_VERSION "0.1.0"
@@ -33,71 +34,6 @@ static int apply_config(const char *key, const char *value, void *arg)
     return -1;
   }
   return 0;
-}
-
-static void host_log(void *ud, int level, const char *msg, size_t len)
-{
-  (void)ud;
-  char q[1100], copy[1024];
-  snprintf(copy, sizeof(copy), "%.*s", (int)(len < 1023 ? len : 1023), msg);
-  log_event((enum log_level)(level < 0 ? 0 : level > 3 ? 3 : level), "script_log", "msg=%s",
-            log_quote(q, sizeof(q), copy));
-}
-
-static void script_published(void *arg, int status, char (*ids)[MESSAGE_ID_MAX], size_t n,
-                             const char *reason)
-{
-  (void)arg;
-  (void)ids;
-  (void)n;
-  char q[400];
-  if (status == 409)
-    log_event(LOG_ERROR, "script_publish_failed", "reason=idempotency_conflict");
-  else if (status != 200)
-    log_event(LOG_ERROR, "script_publish_failed", "reason=%s", log_quote(q, sizeof(q), reason));
-}
-
-static int host_publish(void *ud, const char *const *targets, size_t ntargets, const char *json,
-                        size_t len, int handler_id, const char *event, const char *key,
-                        char *id_out, size_t id_cap, char *err, size_t errcap)
-{
-  struct gateway *gw = ud;
-  char ids[1][MESSAGE_ID_MAX], scoped[IDEM_KEY_MAX + 16];
-  struct pub_item it = {targets, ntargets, handler_id, event, json, len};
-  struct worker *w = worker_current();
-  if (key && !idem_key_valid(key)) {
-    snprintf(err, errcap, "a key is 1 to %d printable ASCII characters", IDEM_KEY_MAX);
-    return -1;
-  }
-  if (key) /* scripts share one scope, apart from HTTP publishers' */
-    snprintf(scoped, sizeof(scoped), "script:%s", key);
-  if (gw->cluster && !w) {
-    snprintf(err, errcap, "not available while the script loads in cluster mode");
-    return -1;
-  }
-  /* Cluster mode: Redis assigns the id later; the hook gets nil and a
-   * failure is logged (script_published). */
-  struct publish_req rq = {&it, 1, 0, key ? scoped : NULL, (size_t)gw->cfg->max_body,
-                           script_published, NULL};
-  struct publish_result res = {.ids = ids};
-  int status = publisher_send(gw, w ? w->redis : NULL, &rq, &res);
-  id_out[0] = '\0';
-  if (status == 200)
-    snprintf(id_out, id_cap, "%s", ids[0]);
-  else if (status == 409)
-    snprintf(err, errcap, "idempotency_conflict: %s", res.message);
-  else if (status != PUBLISH_PENDING)
-    snprintf(err, errcap, "%s", res.message);
-  return status == 200 || status == PUBLISH_PENDING ? 0 : -1;
-}
-
-static long host_count(void *ud, const char *channel)
-{
-  struct gateway *gw = ud;
-  pthread_mutex_lock(&gw->presence_lock);
-  long n = (long)hub_subscribers(gw->presence, channel);
-  pthread_mutex_unlock(&gw->presence_lock);
-  return n;
 }
 
 static int reload_config(const char *key, const char *value, void *arg)
@@ -238,57 +174,10 @@ int main(int argc, char **argv)
     return 0;
   log_set_level((enum log_level)log_parse_level(cfg.log_level));
 
-  struct timeval now;
-  gettimeofday(&now, NULL);
-  gw.epoch = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_usec / 1000;
-  gw.started = (double)now.tv_sec;
-  if (RAND_bytes(gw.secret, sizeof(gw.secret)) != 1) {
-    fprintf(stderr, "tinysse: cannot get random bytes\n");
-    return 2;
-  }
-  if (cfg.publish_key) {
-    snprintf(gw.publish_key, sizeof(gw.publish_key), "%s", cfg.publish_key);
-  } else if (cfg.publish_key_generated) {
-    unsigned char raw[24];
-    RAND_bytes(raw, sizeof(raw));
-    for (size_t i = 0; i < sizeof(raw); i++)
-      snprintf(gw.publish_key + 2 * i, 3, "%02x", raw[i]);
-    /* Printed once, on purpose: with no key and no authorize_publish hook,
-     * this is the only way to publish. It is never logged again. */
-    fprintf(stderr, "tinysse: no --publish-key or TINYSSE_PUBLISH_KEY given; the publish key for this run is %s\n",
-            gw.publish_key);
-  }
-  if (cfg.redis && !(gw.cluster = cluster_new(&gw, err, sizeof(err)))) {
+  if (gateway_init(&gw, &cfg, &http_front_ops, err, sizeof(err)) != 0) {
     fprintf(stderr, "tinysse: %s\n", err);
+    gateway_teardown(&gw);
     return 2;
-  }
-  /* Local ids are "<epoch>-<n>"; a cluster's are Redis's own. */
-  gw.ring = ring_new((size_t)cfg.buffer, (struct msgpos){gw.cluster ? 0 : gw.epoch, 0});
-  gw.presence = hub_new();
-  gw.peers = hub_new();
-  gw.conn_peers = hub_new();
-  if (!gw.cluster && !(gw.idem = idem_new((size_t)cfg.idem_keys, cfg.idem_window))) {
-    fprintf(stderr, "tinysse: out of memory\n");
-    return 2;
-  }
-  for (int i = 0; i < cfg.ntrusted_proxy; i++) /* checked by config_validate */
-    if (proxy_cidr_parse(cfg.trusted_proxy[i], &gw.trusted[gw.ntrusted], NULL, 0) == 0)
-      gw.ntrusted++;
-  pthread_mutex_init(&gw.presence_lock, NULL);
-  gw.module_host = (struct tinysse_module_host){&gw, host_log, host_publish, host_count, gw.secret};
-  gw.nworkers = (int)cfg.workers;
-  gw.workers = calloc((size_t)gw.nworkers, sizeof(*gw.workers));
-  if (!gw.ring || !gw.presence || !gw.peers || !gw.conn_peers || !gw.workers) {
-    fprintf(stderr, "tinysse: out of memory\n");
-    return 2;
-  }
-  gw.sinks = xcalloc((size_t)gw.nworkers, sizeof(*gw.sinks));
-  for (int i = 0; i < gw.nworkers; i++) {
-    if (!(gw.workers[i] = worker_new(&gw, i, err, sizeof(err)))) {
-      fprintf(stderr, "tinysse: %s\n", err);
-      goto cleanup;
-    }
-    gw.sinks[gw.nsinks++] = worker_sink(gw.workers[i]);
   }
 
   /* Signals go to worker 0's loop on this thread; other threads block them. */
@@ -305,7 +194,7 @@ int main(int argc, char **argv)
       break;
     }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
-  struct event_base *base = gw.workers[0]->base;
+  struct event_base *base = worker_base(gw.workers[0]);
   struct event *ev_hup = evsignal_new(base, SIGHUP, on_reload_signal, &gw);
   struct event *ev_term = evsignal_new(base, SIGTERM, on_stop_signal, &gw);
   struct event *ev_int = evsignal_new(base, SIGINT, on_stop_signal, &gw);
@@ -337,22 +226,12 @@ int main(int argc, char **argv)
    * action), so the signals stay blocked from here to exit. */
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   for (int i = 1; i < started; i++)
-    pthread_join(gw.workers[i]->thread, NULL);
+    worker_join(gw.workers[i]);
   event_free(ev_hup);
   event_free(ev_term);
   event_free(ev_int);
   log_event(LOG_INFO, "stopped", NULL);
-cleanup:
-  for (int i = 0; i < gw.nworkers; i++)
-    worker_free(gw.workers[i]);
-  free(gw.workers);
-  free(gw.sinks);
-  ring_free(gw.ring);
-  idem_free(gw.idem);
-  cluster_free(gw.cluster);
+  gateway_teardown(&gw);
   config_release();
-  hub_free(gw.presence);
-  hub_free(gw.peers);
-  hub_free(gw.conn_peers);
   return status;
 }

@@ -6,8 +6,9 @@
 #include <event2/buffer.h>
 
 #include "cluster.h"
-#include "gateway.h"
+#include "shared.h"
 #include "ring.h"
+#include "worker.h"
 
 static void head(struct evbuffer *out, const char *name, const char *type, const char *help)
 {
@@ -33,8 +34,8 @@ static void per_worker(struct evbuffer *out, struct gateway *gw, const char *nam
 {
   head(out, name, type, help);
   for (int i = 0; i < gw->nworkers; i++) {
-    atomic_ulong *f = (atomic_ulong *)((char *)&gw->workers[i]->stats + off);
-    evbuffer_add_printf(out, "%s{worker=\"%d\"} %lu\n", name, i, STAT_GET(*f));
+    atomic_ulong *cnt = (atomic_ulong *)((char *)worker_counters(gw->workers[i]) + off);
+    evbuffer_add_printf(out, "%s{worker=\"%d\"} %lu\n", name, i, STAT_GET(*cnt));
   }
 }
 
@@ -42,7 +43,7 @@ unsigned long metrics_sum(struct gateway *gw, size_t off)
 {
   unsigned long sum = 0;
   for (int i = 0; i < gw->nworkers; i++)
-    sum += STAT_GET(*(atomic_ulong *)((char *)&gw->workers[i]->stats + off));
+    sum += STAT_GET(*(atomic_ulong *)((char *)worker_counters(gw->workers[i]) + off));
   return sum;
 }
 
@@ -83,7 +84,7 @@ void metrics_render(struct gateway *gw, struct evbuffer *out)
   unsigned long wb[10] = {0}, wcount = 0;
   double wsum = 0;
   for (int i = 0; i < gw->nworkers; i++) {
-    struct worker_stats *st = &gw->workers[i]->stats;
+    struct worker_stats *st = worker_counters(gw->workers[i]);
     for (int b = 0; b < 10; b++)
       wb[b] += STAT_GET(st->write_latency_buckets[b]);
     wcount += STAT_GET(st->write_latency_count);
@@ -104,7 +105,7 @@ void metrics_render(struct gateway *gw, struct evbuffer *out)
   unsigned long buckets[8] = {0}, count = 0;
   double sum = 0;
   for (int i = 0; i < gw->nworkers; i++) {
-    const struct script_stats *s = &gw->workers[i]->sstats;
+    const struct script_stats *s = worker_script_stats(gw->workers[i]);
     errors += s->errors;
     timeouts += s->timeouts;
     memory += s->memory_errors;

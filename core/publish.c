@@ -21,7 +21,7 @@
 #include "log.h"
 #include "publisher.h"
 #include "sse.h"
-#include "worker.h"
+#include "front.h"
 
 struct pub_batch {
   size_t n;
@@ -416,9 +416,9 @@ static void scoped_key(struct evhttp_request *req, const char *key, char *out, s
   snprintf(out, cap, "%s:%s", scope, key);
 }
 
-void publish_request(struct worker *w, struct evhttp_request *req)
+void publish_request(struct front *f, struct evhttp_request *req)
 {
-  struct gateway *gw = w->gw;
+  struct gateway *gw = f->gw;
   struct req_view v;
   char field[96], msg[512];
   struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -428,12 +428,12 @@ void publish_request(struct worker *w, struct evhttp_request *req)
     reply_error(req, 413, "body_too_large", "the body exceeds %ld bytes", gw->cfg->max_body);
     return;
   }
-  if (req_view_init(&v, w, req, 1) != 0) {
+  if (req_view_init(&v, f, req, 1) != 0) {
     reply_error(req, 500, "internal", "out of memory");
     return;
   }
-  v.sr.publisher = http_is_publisher(w, req);
-  if (http_authorize_publisher(w, req, &v) != 0)
+  v.sr.publisher = http_is_publisher(f, req);
+  if (http_authorize_publisher(f, req, &v) != 0)
     goto done;
 
   const char *key = evhttp_find_header(evhttp_request_get_input_headers(req), "Idempotency-Key");
@@ -455,7 +455,7 @@ void publish_request(struct worker *w, struct evhttp_request *req)
   else
     b = publish_parse_json(v.sr.body, len, field, sizeof(field), msg, sizeof(msg));
   if (!b) {
-    script_on_error(w->script, "parse", msg);
+    script_on_error(worker_script(f->w), "parse", msg);
     reply_field_error(req, 400, field, "%s", msg);
     goto done;
   }
@@ -478,7 +478,7 @@ void publish_request(struct worker *w, struct evhttp_request *req)
   struct publish_req rq = {pub_batch_items(b), n, is_array, key ? scoped : NULL,
                            (size_t)gw->cfg->max_body, published, r};
   struct publish_result res = {.ids = ids};
-  int status = publisher_send(gw, w->redis, &rq, &res);
+  int status = publisher_send(gw, worker_link(f->w), &rq, &res);
   if (status != PUBLISH_PENDING)
     free(r);
   if (status == 200 && res.replayed)

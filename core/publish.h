@@ -7,11 +7,11 @@
 
 #include "validate.h"
 
-struct worker;
+struct front;
 struct evhttp_request;
 struct pub_batch;
 
-void publish_request(struct worker *w, struct evhttp_request *req);
+void publish_request(struct front *f, struct evhttp_request *req);
 
 /* Parsing, separate from HTTP so it can be tested and fuzzed. On success
  * returns a batch (free with pub_batch_free); on failure NULL with a

@@ -6,7 +6,7 @@
 
 #include "broker.h"
 #include "cluster.h"
-#include "gateway.h"
+#include "shared.h"
 #include "idem.h"
 #include "validate.h"
 

@@ -25,18 +25,18 @@
 #include "metrics.h"
 #include "ring.h"
 #include "sse.h"
-#include "worker.h"
+#include "front.h"
 
 /* A channel name no publisher can use (targets refuse control bytes). */
-#define STATUS_CHANNEL "\001status"
+#define STATUS_CHANNEL "\001status" /* CHANNEL_PRIVATE_PREFIX, validate.h */
 #define STATUS_TOKEN_TTL 3600
 
 extern const unsigned char tinysse_status_html[];
 extern const unsigned long tinysse_status_html_len;
 
-void status_page(struct worker *w, struct evhttp_request *req)
+void status_page(struct front *f, struct evhttp_request *req)
 {
-  (void)w;
+  (void)f;
   struct evbuffer *out = evbuffer_new();
   evbuffer_add(out, tinysse_status_html, tinysse_status_html_len);
   struct evkeyvalq *h = evhttp_request_get_output_headers(req);
@@ -48,41 +48,41 @@ void status_page(struct worker *w, struct evhttp_request *req)
 }
 
 /* token = "<expiry>.<hex HMAC-SHA256(secret, "status:<expiry>")>" */
-static void sign(struct worker *w, long long expiry, char out[96])
+static void sign(struct front *f, long long expiry, char out[96])
 {
   unsigned char mac[32];
   unsigned int len = sizeof(mac);
   char msg[48];
   int n = snprintf(msg, sizeof(msg), "status:%lld", expiry);
-  HMAC(EVP_sha256(), w->gw->secret, sizeof(w->gw->secret), (const unsigned char *)msg, (size_t)n,
+  HMAC(EVP_sha256(), f->gw->secret, sizeof(f->gw->secret), (const unsigned char *)msg, (size_t)n,
        mac, &len);
   int o = snprintf(out, 96, "%lld.", expiry);
   for (unsigned i = 0; i < len && o + 2 < 96; i++)
     o += snprintf(out + o, 96 - (size_t)o, "%02x", mac[i]);
 }
 
-static int token_ok(struct worker *w, const char *token)
+static int token_ok(struct front *f, const char *token)
 {
   char *end;
   long long expiry = strtoll(token, &end, 10);
   char want[96];
   if (end == token || *end != '.' || expiry < (long long)time(NULL))
     return 0;
-  sign(w, expiry, want);
+  sign(f, expiry, want);
   return strlen(token) == strlen(want) && CRYPTO_memcmp(token, want, strlen(want)) == 0;
 }
 
-void status_token_request(struct worker *w, struct evhttp_request *req)
+void status_token_request(struct front *f, struct evhttp_request *req)
 {
   struct req_view v;
-  if (req_view_init(&v, w, req, 1) != 0) {
+  if (req_view_init(&v, f, req, 1) != 0) {
     reply_error(req, 500, "internal", "out of memory");
     return;
   }
-  v.sr.publisher = http_is_publisher(w, req);
-  if (http_authorize_publisher(w, req, &v) == 0) {
+  v.sr.publisher = http_is_publisher(f, req);
+  if (http_authorize_publisher(f, req, &v) == 0) {
     char token[96];
-    sign(w, (long long)time(NULL) + STATUS_TOKEN_TTL, token);
+    sign(f, (long long)time(NULL) + STATUS_TOKEN_TTL, token);
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "token", json_object_new_string(token));
     json_object_object_add(o, "expires_in", json_object_new_int(STATUS_TOKEN_TTL));
@@ -91,16 +91,16 @@ void status_token_request(struct worker *w, struct evhttp_request *req)
   req_view_free(&v);
 }
 
-void status_stream_request(struct worker *w, struct evhttp_request *req)
+void status_stream_request(struct front *f, struct evhttp_request *req)
 {
   struct req_view v;
-  char cors[640];
-  if (req_view_init(&v, w, req, 0) != 0) {
+
+  if (req_view_init(&v, f, req, 0) != 0) {
     reply_error(req, 500, "internal", "out of memory");
     return;
   }
   const char *token = req_view_query(&v, "token");
-  if (!token || !token_ok(w, token)) {
+  if (!token || !token_ok(f, token)) {
     reply_error(req, 401, "auth", "a status token from POST /status/token is required");
     req_view_free(&v);
     return;
@@ -112,16 +112,15 @@ void status_stream_request(struct worker *w, struct evhttp_request *req)
   if (p.channels)
     p.channels[0] = strdup(STATUS_CHANNEL);
   p.nchannels = 1;
-  p.extra_headers = http_stream_lines(w, req, cors, sizeof(cors));
   p.internal = 1;
-  p.peer_ip = conns_peer(w->conns, req, NULL);
-  int rc = p.user_id && p.role && p.channels && p.channels[0] ? client_open(w, req, &p) : -1;
+  p.peer_ip = conns_peer(f->conns, req, NULL);
+  int rc = p.user_id && p.role && p.channels && p.channels[0] ? http_open_stream(f, req, &p) : -1;
   if (rc == -2)
-    stream_shed(w, req, SHED_MAX_CLIENTS);
+    stream_shed(f, req, SHED_MAX_CLIENTS);
   else if (rc == -4)
-    stream_shed(w, req, SHED_MAX_CONNECTIONS);
+    stream_shed(f, req, SHED_MAX_CONNECTIONS);
   else if (rc == -3)
-    stream_shed(w, req, SHED_MAX_CLIENTS_PER_PEER);
+    stream_shed(f, req, SHED_MAX_CLIENTS_PER_PEER);
   else if (rc != 0)
     reply_error(req, 500, "internal", "out of memory");
   free(p.user_id);
@@ -140,7 +139,7 @@ static char *status_json(struct gateway *gw)
   json_object_object_add(o, "connections", json_object_new_int64(atomic_load(&gw->nclients)));
   struct json_object *per = json_object_new_array();
   for (int i = 0; i < gw->nworkers; i++)
-    json_object_array_add(per, json_object_new_int64((int64_t)STAT_GET(gw->workers[i]->stats.connections)));
+    json_object_array_add(per, json_object_new_int64((int64_t)STAT_GET(worker_counters(gw->workers[i])->connections)));
   json_object_object_add(o, "connections_by_worker", per);
   json_object_object_add(o, "published_total", json_object_new_int64((int64_t)atomic_load(&gw->published)));
   json_object_object_add(o, "deliveries_total", json_object_new_int64((int64_t)metrics_sum(gw, WS(deliveries))));
@@ -151,7 +150,7 @@ static char *status_json(struct gateway *gw)
   json_object_object_add(o, "bytes_queued", json_object_new_int64((int64_t)metrics_sum(gw, WS(bytes_queued))));
   unsigned long errors = 0;
   for (int i = 0; i < gw->nworkers; i++)
-    errors += gw->workers[i]->sstats.errors;
+    errors += worker_script_stats(gw->workers[i])->errors;
   json_object_object_add(o, "script_errors_total", json_object_new_int64((int64_t)errors));
   ring_lock(gw->ring);
   size_t held = ring_count(gw->ring);
@@ -168,28 +167,22 @@ static char *status_json(struct gateway *gw)
   return text;
 }
 
-static void deliver(void *owner, const struct message *m, void *arg)
+void status_tick(struct front *f, double now)
 {
-  (void)arg;
-  client_deliver(owner, m);
-}
-
-void status_tick(struct worker *w, double now)
-{
-  if (now - w->status_sent < 0.9 || hub_subscribers(w->hub, STATUS_CHANNEL) == 0)
+  if (now - f->status_sent < 0.9 || hub_subscribers(f->streams->hub, STATUS_CHANNEL) == 0)
     return;
-  w->status_sent = now;
-  char *json = status_json(w->gw);
-  struct frame *f = json ? sse_frame_event(NULL, "tinysse.status", json) : NULL;
+  f->status_sent = now;
+  char *json = status_json(f->gw);
+  struct frame *fr = json ? sse_frame_event(NULL, "tinysse.status", json) : NULL;
   const char *target = STATUS_CHANNEL;
   /* Never in the ring (no id, nothing to resume): seq UINT64_MAX passes
    * every client's resume floor; it is routed once per tick. */
-  struct message *m = f ? message_new(UINT64_MAX, &target, 1, f) : NULL;
+  struct message *m = fr ? message_new(UINT64_MAX, &target, 1, fr) : NULL;
   if (m) {
-    hub_route(w->hub, m, deliver, NULL);
+    clients_send(f->streams, m);
     message_unref(m);
   } else {
-    frame_unref(f);
+    frame_unref(fr);
   }
   free(json);
 }

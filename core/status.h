@@ -5,14 +5,14 @@
 #ifndef TINYSSE_STATUS_H
 #define TINYSSE_STATUS_H
 
-struct worker;
+struct front;
 struct evhttp_request;
 
-void status_page(struct worker *w, struct evhttp_request *req);
-void status_token_request(struct worker *w, struct evhttp_request *req);
-void status_stream_request(struct worker *w, struct evhttp_request *req);
+void status_page(struct front *f, struct evhttp_request *req);
+void status_token_request(struct front *f, struct evhttp_request *req);
+void status_stream_request(struct front *f, struct evhttp_request *req);
 /* From the worker's tick: sends a status event to this worker's status
  * streams when a second has passed since the last. */
-void status_tick(struct worker *w, double now);
+void status_tick(struct front *f, double now);
 
 #endif

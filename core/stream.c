@@ -17,7 +17,7 @@
 #include "http.h"
 #include "jsonutil.h"
 #include "log.h"
-#include "worker.h"
+#include "front.h"
 
 const char *const shed_reason_names[SHED_REASONS] = {
     "max_clients", "max_clients_per_peer", "max_connections", "not_ready", "shutting_down"};
@@ -38,14 +38,14 @@ static uint64_t jitter_next(void)
   return x;
 }
 
-void stream_shed(struct worker *w, struct evhttp_request *req, enum shed_reason reason)
+void stream_shed(struct front *f, struct evhttp_request *req, enum shed_reason reason)
 {
-  const struct config *cfg = w->gw->cfg;
+  const struct config *cfg = f->gw->cfg;
   long lo = cfg->busy_retry_min, hi = cfg->busy_retry_max;
   if (hi < lo) /* a reload in progress: the two are written one by one */
     hi = lo;
   long retry = lo + (long)(jitter_next() % (uint64_t)(hi - lo + 1));
-  STAT_ADD(w->stats.shed[reason], 1);
+  STAT_ADD(f->stats->shed[reason], 1);
   struct evkeyvalq *h = evhttp_request_get_output_headers(req);
   evhttp_add_header(h, "Content-Type", "text/event-stream");
   evhttp_add_header(h, "Cache-Control", "no-cache, no-transform");
@@ -85,52 +85,52 @@ static char **default_channels(const char *user_id, const char *role, size_t *n)
   return v;
 }
 
-void stream_request(struct worker *w, struct evhttp_request *req)
+void stream_request(struct front *f, struct evhttp_request *req)
 {
   struct req_view v;
   struct client_params p = {0};
-  char why[512], cors[640], q[600];
+  char why[512], q[600];
   double expires_at = 0;
 
-  if (req_view_init(&v, w, req, 0) != 0) {
+  if (req_view_init(&v, f, req, 0) != 0) {
     reply_error(req, 500, "internal", "out of memory");
     return;
   }
-  if (w->stopping) {
-    stream_shed(w, req, SHED_SHUTTING_DOWN);
+  if (worker_stopping(f->w)) {
+    stream_shed(f, req, SHED_SHUTTING_DOWN);
     goto done;
   }
-  if (!cluster_ready(w->gw)) { /* has not read the cluster's stream yet */
-    stream_shed(w, req, SHED_NOT_READY);
+  if (!cluster_ready(f->gw)) { /* has not read the cluster's stream yet */
+    stream_shed(f, req, SHED_NOT_READY);
     goto done;
   }
   /* Cheap early refusal in a storm: no Lua runs for a stream that cannot
    * be held anyway (client_open checks again, exactly). */
-  if (atomic_load(&w->gw->nclients) >= w->gw->cfg->max_clients) {
-    stream_shed(w, req, SHED_MAX_CLIENTS);
+  if (atomic_load(&f->gw->nclients) >= f->gw->cfg->max_clients) {
+    stream_shed(f, req, SHED_MAX_CLIENTS);
     goto done;
   }
   const char *token = http_bearer(req);
   if (!token)
     token = req_view_query(&v, "token");
   if (!token || !*token) {
-    STAT_ADD(w->stats.auth_rejected, 1);
+    STAT_ADD(f->stats->auth_rejected, 1);
     reply_error(req, 401, "auth", "a token is required: ?token=... or Authorization: Bearer ...");
     goto done;
   }
-  if (!script_has(w->script, HOOK_VALIDATE_TOKEN)) {
-    STAT_ADD(w->stats.auth_rejected, 1);
+  if (!script_has(worker_script(f->w), HOOK_VALIDATE_TOKEN)) {
+    STAT_ADD(f->stats->auth_rejected, 1);
     reply_error(req, 401, "auth", "this gateway's script accepts no tokens (no validate_token hook)");
     goto done;
   }
-  switch (script_validate_token(w->script, token, &v.sr, &p.user_id, &p.role, &expires_at, why,
+  switch (script_validate_token(worker_script(f->w), token, &v.sr, &p.user_id, &p.role, &expires_at, why,
                                 sizeof(why))) {
   case SCRIPT_OK:
     break;
   case SCRIPT_DENY:
-    STAT_ADD(w->stats.auth_rejected, 1);
+    STAT_ADD(f->stats->auth_rejected, 1);
     log_event(LOG_INFO, "auth_rejected", "peer=%s reason=%s", v.peer, log_quote(q, sizeof(q), why));
-    script_on_error(w->script, "auth", why);
+    script_on_error(worker_script(f->w), "auth", why);
     reply_error(req, 401, "auth", "%s", why);
     goto done;
   default:
@@ -140,14 +140,14 @@ void stream_request(struct worker *w, struct evhttp_request *req)
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   if (expires_at > 0 && expires_at <= (double)ts.tv_sec + (double)ts.tv_nsec / 1e9) {
-    STAT_ADD(w->stats.auth_rejected, 1);
+    STAT_ADD(f->stats->auth_rejected, 1);
     reply_error(req, 401, "auth", "token expired");
     goto done;
   }
   p.expires_at = expires_at;
 
-  if (script_has(w->script, HOOK_CHANNELS)) {
-    int rc = script_channels(w->script, p.user_id, p.role, &v.sr, &p.channels, &p.nchannels, why,
+  if (script_has(worker_script(f->w), HOOK_CHANNELS)) {
+    int rc = script_channels(worker_script(f->w), p.user_id, p.role, &v.sr, &p.channels, &p.nchannels, why,
                              sizeof(why));
     if (rc != SCRIPT_OK) {
       reply_error(req, 500, "script", "channels failed: %s", why);
@@ -163,20 +163,19 @@ void stream_request(struct worker *w, struct evhttp_request *req)
     p.resume_id = req_view_query(&v, "lastEventId");
   if (p.resume_id && !*p.resume_id)
     p.resume_id = NULL;
-  p.extra_headers = http_stream_lines(w, req, cors, sizeof(cors));
-  p.peer_ip = conns_peer(w->conns, req, NULL);
+  p.peer_ip = conns_peer(f->conns, req, NULL);
 
-  switch (client_open(w, req, &p)) {
+  switch (http_open_stream(f, req, &p)) {
   case 0:
     break;
   case -2:
-    stream_shed(w, req, SHED_MAX_CLIENTS);
+    stream_shed(f, req, SHED_MAX_CLIENTS);
     break;
   case -3:
-    stream_shed(w, req, SHED_MAX_CLIENTS_PER_PEER);
+    stream_shed(f, req, SHED_MAX_CLIENTS_PER_PEER);
     break;
   case -4: /* the open-files limit, below --max-connections */
-    stream_shed(w, req, SHED_MAX_CONNECTIONS);
+    stream_shed(f, req, SHED_MAX_CONNECTIONS);
     break;
   default:
     reply_error(req, 500, "internal", "out of memory");

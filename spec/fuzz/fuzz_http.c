@@ -22,6 +22,8 @@
 #include <event2/http.h>
 #include <event2/listener.h>
 
+#include "client.h"
+#include "front.h"
 #include "gateway.h"
 #include "hub.h"
 #include "log.h"
@@ -56,17 +58,7 @@ static void pick_port(void)
   snprintf(listen_on, sizeof(listen_on), "127.0.0.1:%u", (unsigned)ntohs(a.sin_port));
 }
 
-static void teardown(void)
-{
-  if (gw.workers)
-    worker_free(gw.workers[0]);
-  free(gw.workers);
-  ring_free(gw.ring);
-  hub_free(gw.presence);
-  hub_free(gw.peers);
-  hub_free(gw.conn_peers);
-  pthread_mutex_destroy(&gw.presence_lock);
-}
+static void teardown(void) { gateway_teardown(&gw); }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -90,33 +82,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
   cfg.script_memory = 8L << 20;
   cfg.publish_key = "fuzz-publish-key-0123456789";
 
-  gw.cfg = &cfg;
-  gw.epoch = 1;
-  gw.limits.hook_timeout = cfg.hook_timeout;
-  gw.limits.memory_cap = (size_t)cfg.script_memory;
-  snprintf(gw.publish_key, sizeof(gw.publish_key), "%s", cfg.publish_key);
-  gw.module_host.ud = &gw;
-  gw.module_host.instance_secret = gw.secret;
-  gw.ring = ring_new((size_t)cfg.buffer, (struct msgpos){gw.epoch, 0});
-  gw.presence = hub_new();
-  gw.peers = hub_new();
-  gw.conn_peers = hub_new();
-  pthread_mutex_init(&gw.presence_lock, NULL);
-  gw.nworkers = 1;
-  gw.workers = calloc(1, sizeof(*gw.workers));
-  assert(gw.ring && gw.presence && gw.peers && gw.conn_peers && gw.workers);
   atexit(teardown);
-  struct worker *w = gw.workers[0] = worker_new(&gw, 0, err, sizeof(err));
-  if (!w) {
+  if (gateway_init(&gw, &cfg, &http_front_ops, err, sizeof(err)) != 0) {
     fprintf(stderr, "fuzz_http: %s\n", err);
     exit(1);
   }
-  static struct broker_sink sink;
-  sink = worker_sink(w);
-  gw.sinks = &sink;
-  gw.nsinks = 1;
+  struct front *f = worker_front(gw.workers[0]);
   socklen_t len = sizeof(addr);
-  evutil_socket_t lfd = evconnlistener_get_fd(evhttp_bound_socket_get_listener(w->bound[0]));
+  evutil_socket_t lfd = evconnlistener_get_fd(evhttp_bound_socket_get_listener(f->bound[0]));
   if (getsockname(lfd, (struct sockaddr *)&addr, &len) != 0) {
     perror("fuzz_http: getsockname");
     exit(1);
@@ -124,9 +97,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
   return 0;
 }
 
-static int gateway_idle(const struct worker *w)
+static int gateway_idle(struct worker *w)
 {
-  return atomic_load(&gw.nconns) == 0 && !w->clients && w->nreap == 0;
+  const struct clients *cs = worker_clients(w);
+  return atomic_load(&gw.nconns) == 0 && !cs->clients && cs->nreap == 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -153,7 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
       else if (n < 0 && errno != EAGAIN)
         sent = size; /* the gateway closed already */
     }
-    event_base_loop(w->base, EVLOOP_NONBLOCK);
+    event_base_loop(worker_base(w), EVLOOP_NONBLOCK);
     char buf[4096];
     ssize_t n;
     int got = 0;
@@ -173,7 +147,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   }
   close(fd);
   for (int pass = 0; pass < MAX_PASSES && !gateway_idle(w); pass++)
-    event_base_loop(w->base, EVLOOP_NONBLOCK);
+    event_base_loop(worker_base(w), EVLOOP_NONBLOCK);
   assert(gateway_idle(w));
   return 0;
 }

@@ -1,0 +1,34 @@
+/* The front of a worker: what the HTTP side keeps per worker (its evhttp,
+ * the connection accounting, the listeners) and the worker's parts it
+ * uses, gathered once when the worker opens its front. Handlers get a
+ * `struct front *`; only this layer and main know the worker. */
+#ifndef TINYSSE_FRONT_H
+#define TINYSSE_FRONT_H
+
+#include "config.h"
+#include "shared.h"
+#include "worker.h"
+
+struct evhttp;
+struct evhttp_bound_socket;
+struct conns;
+struct clients;
+
+struct front {
+  struct worker *w;
+  struct gateway *gw;
+  struct event_base *base;
+  struct worker_stats *stats;
+  struct clients *streams;
+  int index;
+  struct evhttp *http;
+  struct conns *conns; /* HTTP/1.1 connections, see conn.c */
+  struct evhttp_bound_socket *bound[CONFIG_MAX_LIST];
+  int nbound;
+  double status_sent; /* when the status page's stream last got an event */
+};
+
+/* The worker operations of the HTTP/1.1 front (http.c). */
+extern const struct worker_front_ops http_front_ops;
+
+#endif

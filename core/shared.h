@@ -1,0 +1,107 @@
+/* What every part of a gateway shares: the config, the replay ring, the
+ * presence tables, the idempotency keys, the instance secret, where the
+ * broker hands messages, and the counters each worker keeps (summed by
+ * /metrics). Data only: gateway.c assembles a gateway, worker.c runs one
+ * event loop of it. */
+#ifndef TINYSSE_SHARED_H
+#define TINYSSE_SHARED_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "host.h"
+#include "message.h"
+#include "proxyproto.h"
+
+struct event_base;
+struct event;
+struct evhttp;
+struct evhttp_bound_socket;
+struct hub;
+struct ring;
+struct message;
+struct client;
+struct cluster;
+struct redis_link;
+struct conns;
+
+/* Why a stream request was shed: answered 200 with tinysse.busy and a
+ * jittered retry: instead of a status that makes EventSource give up
+ * (names: stream.c). */
+enum shed_reason {
+  SHED_MAX_CLIENTS,
+  SHED_MAX_CLIENTS_PER_PEER,
+  SHED_MAX_CONNECTIONS,
+  SHED_NOT_READY,
+  SHED_SHUTTING_DOWN,
+  SHED_REASONS
+};
+extern const char *const shed_reason_names[SHED_REASONS];
+
+/* Counters owned by one worker: written only by it (relaxed stores), summed
+ * by /metrics from any thread. */
+struct worker_stats {
+  atomic_ulong connections, connections_total, deliveries, replayed, resets, slow,
+      expired, auth_rejected, bytes_queued, http_requests;
+  /* HTTP connections closed by --request-timeout / refused at accept by
+   * --max-connections or --max-connections-per-peer (conn.c) */
+  atomic_ulong request_timeouts, connections_refused;
+  /* stream requests shed, by reason */
+  atomic_ulong shed[SHED_REASONS];
+  /* 1 while the worker writes streams in io_uring batches (uring.c) */
+  atomic_ulong io_uring;
+  /* publish-to-write latency: one observation per message per worker, taken
+   * when the fan-out pass that wrote it ends (bounds: metrics.c) */
+  atomic_ulong write_latency_buckets[10], write_latency_count;
+  _Atomic double write_latency_sum;
+};
+extern const double write_latency_bounds[10];
+
+struct gateway {
+  struct config *cfg;
+  struct ring *ring;
+  struct idem *idem; /* single node: the Idempotency-Keys (cluster: in Redis) */
+  struct cluster *cluster; /* NULL unless --redis */
+  uint64_t epoch; /* start time in ms: the first half of every id */
+  struct worker **workers;
+  int nworkers;
+  atomic_long nclients;
+  atomic_long nconns; /* HTTP connections evhttp holds (not yet streams) */
+  atomic_ulong published;
+  double started;
+  unsigned char secret[32];
+  char publish_key[128]; /* empty when publishing is left to the script */
+  struct tinysse_module_host module_host;
+  struct script_limits limits;
+  /* channel -> subscribers across all workers, for /channels and counts;
+   * peer address -> streams, for --max-clients-per-peer; and peer address
+   * -> HTTP connections, for --max-connections-per-peer (same lock) */
+  pthread_mutex_t presence_lock;
+  struct hub *presence, *peers, *conn_peers;
+  /* where the broker hands every message (one per worker, in order) */
+  struct broker_sink *sinks;
+  int nsinks;
+  /* --trusted-proxy, parsed */
+  struct proxy_cidr trusted[CONFIG_MAX_LIST];
+  size_t ntrusted;
+};
+
+/* Where the broker hands messages: push queues m (taking a reference)
+ * under the broker's lock, in order; wake asks for the queue to be
+ * drained, after the lock. Each worker is one. */
+struct broker_sink {
+  void (*push)(void *arg, struct message *m);
+  void (*wake)(void *arg);
+  void *arg;
+};
+
+/* Relaxed single-writer increment for worker_stats fields. */
+#define STAT_ADD(field, n) \
+  atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (n), \
+                        memory_order_relaxed)
+#define STAT_GET(field) atomic_load_explicit(&(field), memory_order_relaxed)
+
+#endif
