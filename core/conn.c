@@ -35,7 +35,7 @@
 #include <event2/util.h>
 #include <json-c/json.h>
 
-#include "http.h"
+#include "request.h"
 #include "hub.h"
 #include "jsonutil.h"
 #include "log.h"
@@ -238,7 +238,7 @@ static void answer_and_close(struct conn *c, int code, const char *error, const 
 {
   struct config *cfg = c->cs->f->gw->cfg;
   char id[24];
-  http_request_id(id, sizeof(id));
+  request_new_id(id, sizeof(id));
   struct json_object *body = json_error(error, message);
   const char *text = json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN |
                                                               JSON_C_TO_STRING_NOSLASHESCAPE);

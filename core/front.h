@@ -28,7 +28,4 @@ struct front {
   double status_sent; /* when the status page's stream last got an event */
 };
 
-/* The worker operations of the HTTP/1.1 front (http.c). */
-extern const struct worker_front_ops http_front_ops;
-
 #endif

@@ -21,6 +21,7 @@
 #include "publisher.h"
 #include "ring.h"
 #include "front.h"
+#include "h1.h"
 #include "worker.h"
 
 #define TINYSSE_VERSION "0.1.0"
@@ -174,7 +175,7 @@ int main(int argc, char **argv)
     return 0;
   log_set_level((enum log_level)log_parse_level(cfg.log_level));
 
-  if (gateway_init(&gw, &cfg, &http_front_ops, err, sizeof(err)) != 0) {
+  if (gateway_init(&gw, &cfg, &h1_front_ops, err, sizeof(err)) != 0) {
     fprintf(stderr, "tinysse: %s\n", err);
     gateway_teardown(&gw);
     return 2;

@@ -1,343 +1,22 @@
-/* Publishing over HTTP. Bodies are parsed with json-c; each payload is
- * re-serialised compactly (object form) or checked and embedded as sent
- * (raw form), so clients always receive one valid JSON envelope. */
+/* POST /publish: authorisation, the Idempotency-Key, parsing
+ * (publish_parse.c), then the publisher (local broker or Redis). */
 #include "publish.h"
 
-#include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/buffer.h>
-#include <event2/http.h>
 #include <json-c/json.h>
 #include <openssl/evp.h>
 
 #include "alloc.h"
-#include "http.h"
-#include "idem.h"
-#include "jsonutil.h"
-#include "log.h"
-#include "publisher.h"
-#include "sse.h"
 #include "front.h"
+#include "idem.h"
+#include "publish_parse.h"
+#include "publisher.h"
+#include "request.h"
 
-struct pub_batch {
-  size_t n;
-  struct pub_item *items;
-  char **strings; /* everything the items point to */
-  size_t nstrings, capstrings;
-  const char ***targetv;
-};
-
-static char *keep(struct pub_batch *b, const char *s, size_t len)
-{
-  if (b->nstrings == b->capstrings) {
-    size_t cap = b->capstrings ? b->capstrings * 2 : 16;
-    char **p = realloc(b->strings, cap * sizeof(*p));
-    if (!p)
-      return NULL;
-    b->strings = p;
-    b->capstrings = cap;
-  }
-  char *c = malloc(len + 1);
-  if (!c)
-    return NULL;
-  memcpy(c, s, len);
-  c[len] = '\0';
-  b->strings[b->nstrings++] = c;
-  return c;
-}
-
-void pub_batch_free(struct pub_batch *b)
-{
-  if (!b)
-    return;
-  for (size_t i = 0; i < b->nstrings; i++)
-    free(b->strings[i]);
-  for (size_t i = 0; i < b->n; i++)
-    free(b->targetv[i]);
-  free(b->strings);
-  free(b->targetv);
-  free(b->items);
-  free(b);
-}
-
-size_t pub_batch_count(const struct pub_batch *b) { return b->n; }
-const struct pub_item *pub_batch_items(const struct pub_batch *b) { return b->items; }
-
-static struct pub_batch *batch_new(size_t n)
-{
-  struct pub_batch *b = calloc(1, sizeof(*b));
-  if (!b)
-    return NULL;
-  b->items = calloc(n, sizeof(*b->items));
-  b->targetv = calloc(n, sizeof(*b->targetv));
-  if (!b->items || !b->targetv) {
-    pub_batch_free(b);
-    return NULL;
-  }
-  return b;
-}
-
-static int fail(char *msg, size_t msglen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *msg, size_t msglen, const char *fmt, ...)
-{
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, msglen, fmt, ap);
-  va_end(ap);
-  return -1;
-}
-
-
-/* Fills item i from one JSON object; prefix names it in errors ("" or "[3]"). */
-static int parse_item(struct pub_batch *b, size_t i, struct json_object *o, const char *prefix,
-                      char *field, size_t fieldlen, char *msg, size_t msglen)
-{
-  struct pub_item *it = &b->items[i];
-  struct json_object *targets = NULL, *data = NULL;
-  int have_data = 0;
-
-  if (!json_object_is_type(o, json_type_object)) {
-    snprintf(field, fieldlen, "%s", *prefix ? prefix : "");
-    return fail(msg, msglen, "a message must be a JSON object with targets, handler_id and data");
-  }
-  json_object_object_foreach(o, key, val) {
-    if (strcmp(key, "targets") == 0) {
-      targets = val;
-    } else if (strcmp(key, "data") == 0) {
-      data = val;
-      have_data = 1;
-    } else if (strcmp(key, "handler_id") == 0) {
-      errno = 0;
-      int64_t h = json_object_get_int64(val);
-      if (!json_object_is_type(val, json_type_int) || errno) {
-        snprintf(field, fieldlen, "%s%shandler_id", prefix, *prefix ? "." : "");
-        validate_handler(-1, msg, msglen);
-        return -1;
-      }
-      if (validate_handler(h, msg, msglen)) {
-        snprintf(field, fieldlen, "%s%shandler_id", prefix, *prefix ? "." : "");
-        return -1;
-      }
-      it->handler_id = (int)h;
-    } else if (strcmp(key, "event") == 0) {
-      const char *e = json_object_get_string(val);
-      if (json_object_is_type(val, json_type_null))
-        continue;
-      if (validate_event(json_object_is_type(val, json_type_string) ? e : "", msg, msglen)) {
-        snprintf(field, fieldlen, "%s%sevent", prefix, *prefix ? "." : "");
-        return -1;
-      }
-      if (!(it->event = keep(b, e, strlen(e))))
-        return fail(msg, msglen, "out of memory");
-    } else {
-      snprintf(field, fieldlen, "%s%s%s", prefix, *prefix ? "." : "", key);
-      return fail(msg, msglen, "unknown field '%s' (expected targets, handler_id, data, event)", key);
-    }
-  }
-  snprintf(field, fieldlen, "%s%stargets", prefix, *prefix ? "." : "");
-  if (!targets || !json_object_is_type(targets, json_type_array))
-    return fail(msg, msglen, "targets must be an array of channel names");
-  size_t nt = json_object_array_length(targets);
-  if (validate_ntargets(nt, msg, msglen))
-    return -1;
-  const char **tv = calloc(nt, sizeof(char *));
-  if (!tv)
-    return fail(msg, msglen, "out of memory");
-  b->targetv[i] = tv;
-  for (size_t k = 0; k < nt; k++) {
-    struct json_object *t = json_object_array_get_idx(targets, k);
-    const char *s = json_object_get_string(t);
-    size_t len = json_object_get_string_len(t);
-    if (validate_target(json_object_is_type(t, json_type_string) ? s : "",
-                        json_object_is_type(t, json_type_string) ? len : 0, k, msg, msglen))
-      return -1;
-    if (!(tv[k] = keep(b, s, len)))
-      return fail(msg, msglen, "out of memory");
-  }
-  it->targets = tv;
-  it->ntargets = nt;
-  snprintf(field, fieldlen, "%s%sdata", prefix, *prefix ? "." : "");
-  if (!have_data)
-    return fail(msg, msglen, "data is required (any JSON value)");
-  size_t jl;
-  const char *js = json_object_to_json_string_length(
-      data, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &jl);
-  if (!js || !(it->json = keep(b, js, jl)))
-    return fail(msg, msglen, "out of memory");
-  it->json_len = jl;
-  field[0] = '\0';
-  return 0;
-}
-
-/* Parses len bytes as exactly one JSON value into *out (NULL for `null`).
- * 0, or -1 with msg. */
-static int parse_whole(const char *s, size_t len, struct json_object **out, char *msg, size_t msglen)
-{
-  struct json_tokener *tok = json_tokener_new_ex(64);
-  struct json_object *o = NULL;
-  int rc = -1;
-  *out = NULL;
-  if (!tok)
-    return fail(msg, msglen, "out of memory");
-  if (len > 0x7fffffff) {
-    fail(msg, msglen, "body too large");
-    goto done;
-  }
-  o = json_tokener_parse_ex(tok, s, (int)len);
-  enum json_tokener_error e = json_tokener_get_error(tok);
-  size_t end = json_tokener_get_parse_end(tok);
-  if (e == json_tokener_continue) {
-    /* A bare number or literal needs to know the input ended: all of it
-     * was read (the end reported next is within the empty chunk). */
-    o = json_tokener_parse_ex(tok, "", 1);
-    e = json_tokener_get_error(tok);
-    end = len;
-  }
-  if (e != json_tokener_success) {
-    fail(msg, msglen, "invalid JSON near byte %zu: %s", end, json_tokener_error_desc(e));
-    goto done;
-  }
-  for (size_t i = end; i < len; i++) {
-    if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n') {
-      fail(msg, msglen, "invalid JSON: unexpected data after the value at byte %zu", i);
-      goto done;
-    }
-  }
-  *out = o;
-  o = NULL;
-  rc = 0;
-done:
-  json_object_put(o);
-  json_tokener_free(tok);
-  return rc;
-}
-
-struct pub_batch *publish_parse_json(const char *body, size_t len, char *field, size_t fieldlen,
-                                     char *msg, size_t msglen)
-{
-  struct pub_batch *b = NULL;
-  field[0] = '\0';
-  struct json_object *root;
-  if (parse_whole(body, len, &root, msg, msglen) != 0)
-    return NULL;
-  if (json_object_is_type(root, json_type_array)) {
-    size_t n = json_object_array_length(root);
-    if (n == 0 || n > PUBLISH_MAX_BATCH) {
-      fail(msg, msglen, "an array must hold 1 to %d messages", PUBLISH_MAX_BATCH);
-      goto done;
-    }
-    if (!(b = batch_new(n)))
-      goto oom;
-    for (size_t i = 0; i < n; i++) {
-      char prefix[32];
-      snprintf(prefix, sizeof(prefix), "[%zu]", i);
-      b->n = i + 1;
-      if (parse_item(b, i, json_object_array_get_idx(root, i), prefix, field, fieldlen, msg, msglen))
-        goto bad;
-    }
-  } else {
-    if (!(b = batch_new(1)))
-      goto oom;
-    b->n = 1;
-    if (parse_item(b, 0, root, "", field, fieldlen, msg, msglen))
-      goto bad;
-  }
-  goto done;
-oom:
-  fail(msg, msglen, "out of memory");
-bad:
-  pub_batch_free(b);
-  b = NULL;
-done:
-  json_object_put(root);
-  return b;
-}
-
-struct pub_batch *publish_parse_raw(const char *targets, const char *handler_id, const char *event,
-                                    const char *body, size_t len, char *field, size_t fieldlen,
-                                    char *msg, size_t msglen)
-{
-  struct pub_batch *b = batch_new(1);
-  struct json_object *check = NULL;
-  field[0] = '\0';
-  if (!b) {
-    fail(msg, msglen, "out of memory");
-    return NULL;
-  }
-  b->n = 1;
-  struct pub_item *it = &b->items[0];
-  const char **tv = calloc(PUBLISH_MAX_TARGETS, sizeof(char *));
-  if (!(b->targetv[0] = tv))
-    goto oom;
-  size_t nt = 0;
-  for (const char *p = targets; ; ) {
-    const char *comma = strchr(p, ',');
-    size_t l = comma ? (size_t)(comma - p) : strlen(p);
-    snprintf(field, fieldlen, "targets");
-    if (nt == PUBLISH_MAX_TARGETS) {
-      validate_ntargets(nt + 1, msg, msglen);
-      goto bad;
-    }
-    if (!(tv[nt] = keep(b, p, l)))
-      goto oom;
-    if (validate_target(tv[nt], l, nt, msg, msglen))
-      goto bad;
-    nt++;
-    if (!comma)
-      break;
-    p = comma + 1;
-  }
-  it->targets = tv;
-  it->ntargets = nt;
-  if (handler_id) {
-    char *end;
-    errno = 0;
-    long h = strtol(handler_id, &end, 10);
-    if (validate_handler(errno || end == handler_id || *end ? -1 : h, msg, msglen)) {
-      snprintf(field, fieldlen, "handler_id");
-      goto bad;
-    }
-    it->handler_id = (int)h;
-  }
-  if (event) {
-    if (validate_event(event, msg, msglen)) {
-      snprintf(field, fieldlen, "event");
-      goto bad;
-    }
-    if (!(it->event = keep(b, event, strlen(event))))
-      goto oom;
-  }
-  snprintf(field, fieldlen, "data");
-  if (parse_whole(body, len, &check, msg, msglen) != 0)
-    goto bad;
-  /* Embedded as sent, without the whitespace around it. */
-  while (len && (body[len - 1] == ' ' || body[len - 1] == '\n' || body[len - 1] == '\r' ||
-                 body[len - 1] == '\t'))
-    len--;
-  while (len && (*body == ' ' || *body == '\n' || *body == '\r' || *body == '\t')) {
-    body++;
-    len--;
-  }
-  if (!(it->json = keep(b, body, len)))
-    goto oom;
-  it->json_len = len;
-  json_object_put(check);
-  field[0] = '\0';
-  return b;
-oom:
-  fail(msg, msglen, "out of memory");
-bad:
-  json_object_put(check);
-  pub_batch_free(b);
-  return NULL;
-}
-
-static void reply_ids(struct evhttp_request *req, char (*ids)[MESSAGE_ID_MAX], size_t n, int is_array)
+static void reply_ids(struct request *req, char (*ids)[MESSAGE_ID_MAX], size_t n, int is_array)
 {
   struct json_object *o = json_object_new_object();
   if (is_array) {
@@ -353,7 +32,7 @@ static void reply_ids(struct evhttp_request *req, char (*ids)[MESSAGE_ID_MAX], s
 
 /* An error that says exactly which messages were published anyway (ids
  * left empty were not). */
-static void reply_partial(struct evhttp_request *req, int status, const char *error,
+static void reply_partial(struct request *req, int status, const char *error,
                           const char *message, char (*ids)[MESSAGE_ID_MAX], size_t n)
 {
   struct json_object *o = json_object_new_object(), *a = json_object_new_array();
@@ -366,23 +45,23 @@ static void reply_partial(struct evhttp_request *req, int status, const char *er
   reply_json(req, status, o);
 }
 
-static void reply_conflict(struct evhttp_request *req)
+static void reply_conflict(struct request *req)
 {
   reply_error(req, 409, "idempotency_conflict",
               "this Idempotency-Key was used within --idempotency-window for a different publish; "
               "nothing was published");
 }
 
-static void reply_replayed(struct evhttp_request *req, char (*ids)[MESSAGE_ID_MAX], size_t n,
+static void reply_replayed(struct request *req, char (*ids)[MESSAGE_ID_MAX], size_t n,
                            int is_array)
 {
-  evhttp_add_header(evhttp_request_get_output_headers(req), "Idempotent-Replayed", "true");
+  req->ops->add_header(req, "Idempotent-Replayed", "true");
   reply_ids(req, ids, n, is_array);
 }
 
 /* Cluster mode: a publish waiting for Redis. */
 struct pub_reply {
-  struct evhttp_request *req;
+  struct request *req;
   int is_array;
 };
 
@@ -403,9 +82,9 @@ static void published(void *arg, int status, char (*ids)[MESSAGE_ID_MAX], size_t
 /* An Idempotency-Key belongs to the publisher that sent it: keys are
  * scoped by a digest of the request's credentials, so two publishers can
  * use the same key. out: "<scope>:<key>". */
-static void scoped_key(struct evhttp_request *req, const char *key, char *out, size_t cap)
+static void scoped_key(struct request *req, const char *key, char *out, size_t cap)
 {
-  const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+  const char *auth = req->ops->header(req, "Authorization");
   unsigned char d[32];
   char scope[17] = "-";
   if (auth) {
@@ -416,41 +95,39 @@ static void scoped_key(struct evhttp_request *req, const char *key, char *out, s
   snprintf(out, cap, "%s:%s", scope, key);
 }
 
-void publish_request(struct front *f, struct evhttp_request *req)
+void publish_request(struct request *req)
 {
+  struct front *f = req->f;
   struct gateway *gw = f->gw;
   struct req_view v;
   char field[96], msg[512];
-  struct evbuffer *in = evhttp_request_get_input_buffer(req);
-  size_t len = evbuffer_get_length(in);
+  size_t len = 0;
+  req->ops->body(req, &len);
 
   if (len > (size_t)gw->cfg->max_body) {
     reply_error(req, 413, "body_too_large", "the body exceeds %ld bytes", gw->cfg->max_body);
     return;
   }
-  if (req_view_init(&v, f, req, 1) != 0) {
-    reply_error(req, 500, "internal", "out of memory");
-    return;
-  }
-  v.sr.publisher = http_is_publisher(f, req);
-  if (http_authorize_publisher(f, req, &v) != 0)
+  req_view_init(&v, req, 1);
+  v.sr.publisher = request_is_publisher(req);
+  if (request_authorize_publisher(req, &v) != 0)
     goto done;
 
-  const char *key = evhttp_find_header(evhttp_request_get_input_headers(req), "Idempotency-Key");
+  const char *key = req->ops->header(req, "Idempotency-Key");
   if (key && !idem_key_valid(key)) {
     reply_field_error(req, 400, "Idempotency-Key",
                       "an Idempotency-Key is 1 to %d printable ASCII characters", IDEM_KEY_MAX);
     goto done;
   }
   char scoped[IDEM_KEY_MAX + 32];
-  const char *targets = req_view_query(&v, "targets");
+  const char *targets = request_query(req, "targets");
   struct pub_batch *b;
   if (len == 0) {
     reply_field_error(req, 400, "", "the body is empty; send a JSON message or array of messages");
     goto done;
   }
   if (targets)
-    b = publish_parse_raw(targets, req_view_query(&v, "handler_id"), req_view_query(&v, "event"),
+    b = publish_parse_raw(targets, request_query(req, "handler_id"), request_query(req, "event"),
                           v.sr.body, len, field, sizeof(field), msg, sizeof(msg));
   else
     b = publish_parse_json(v.sr.body, len, field, sizeof(field), msg, sizeof(msg));
@@ -471,9 +148,11 @@ void publish_request(struct front *f, struct evhttp_request *req)
   }
   if (key)
     scoped_key(req, key, scoped, sizeof(scoped));
-  /* Cluster mode: acknowledged once Redis has it (published() answers). */
+  /* Cluster mode: acknowledged once Redis has it (published() answers, on
+   * a copy of the request kept for it). */
+  struct request *ans = gw->cluster ? req->ops->keep(req) : req;
   struct pub_reply *r = xmalloc(sizeof(*r));
-  *r = (struct pub_reply){req, is_array};
+  *r = (struct pub_reply){ans, is_array};
   char (*ids)[MESSAGE_ID_MAX] = xcalloc(n, sizeof(*ids));
   struct publish_req rq = {pub_batch_items(b), n, is_array, key ? scoped : NULL,
                            (size_t)gw->cfg->max_body, published, r};
@@ -482,17 +161,17 @@ void publish_request(struct front *f, struct evhttp_request *req)
   if (status != PUBLISH_PENDING)
     free(r);
   if (status == 200 && res.replayed)
-    reply_replayed(req, ids, res.nids, is_array);
+    reply_replayed(ans, ids, res.nids, is_array);
   else if (status == 200)
-    reply_ids(req, ids, res.nids, is_array);
+    reply_ids(ans, ids, res.nids, is_array);
   else if (status == 400)
-    reply_field_error(req, 400, res.field, "%s", res.message);
+    reply_field_error(ans, 400, res.field, "%s", res.message);
   else if (status == 409)
-    reply_conflict(req);
+    reply_conflict(ans);
   else if (status == 503)
-    reply_error(req, 503, "redis_unavailable", "%s", res.message);
+    reply_error(ans, 503, "redis_unavailable", "%s", res.message);
   else if (status != PUBLISH_PENDING) /* only memory exhaustion: say what was published */
-    reply_partial(req, 500, "internal", res.message, ids, res.nids);
+    reply_partial(ans, 500, "internal", res.message, ids, res.nids);
   free(ids);
   pub_batch_free(b);
 done:

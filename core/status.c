@@ -8,18 +8,16 @@
 #include <time.h>
 
 #include <event2/buffer.h>
-#include <event2/http.h>
 #include <json-c/json.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "conn.h"
 #include "stream.h"
 #include "client.h"
-#include "http.h"
+#include "request.h"
 #include "hub.h"
-#include "jsonutil.h"
+#include "alloc.h"
 #include "log.h"
 #include "message.h"
 #include "metrics.h"
@@ -34,17 +32,12 @@
 extern const unsigned char tinysse_status_html[];
 extern const unsigned long tinysse_status_html_len;
 
-void status_page(struct front *f, struct evhttp_request *req)
+void status_page(struct request *r)
 {
-  (void)f;
-  struct evbuffer *out = evbuffer_new();
-  evbuffer_add(out, tinysse_status_html, tinysse_status_html_len);
-  struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-  evhttp_add_header(h, "Content-Type", "text/html; charset=utf-8");
-  evhttp_add_header(h, "Cache-Control", "no-cache");
-  evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
-  evhttp_send_reply(req, 200, "OK", out);
-  evbuffer_free(out);
+  r->ops->add_header(r, "Content-Type", "text/html; charset=utf-8");
+  r->ops->add_header(r, "Cache-Control", "no-cache");
+  r->ops->add_header(r, "X-Content-Type-Options", "nosniff");
+  r->ops->send(r, 200, (const char *)tinysse_status_html, tinysse_status_html_len);
 }
 
 /* token = "<expiry>.<hex HMAC-SHA256(secret, "status:<expiry>")>" */
@@ -72,15 +65,13 @@ static int token_ok(struct front *f, const char *token)
   return strlen(token) == strlen(want) && CRYPTO_memcmp(token, want, strlen(want)) == 0;
 }
 
-void status_token_request(struct front *f, struct evhttp_request *req)
+void status_token_request(struct request *req)
 {
+  struct front *f = req->f;
   struct req_view v;
-  if (req_view_init(&v, f, req, 1) != 0) {
-    reply_error(req, 500, "internal", "out of memory");
-    return;
-  }
-  v.sr.publisher = http_is_publisher(f, req);
-  if (http_authorize_publisher(f, req, &v) == 0) {
+  req_view_init(&v, req, 1);
+  v.sr.publisher = request_is_publisher(req);
+  if (request_authorize_publisher(req, &v) == 0) {
     char token[96];
     sign(f, (long long)time(NULL) + STATUS_TOKEN_TTL, token);
     struct json_object *o = json_object_new_object();
@@ -91,42 +82,33 @@ void status_token_request(struct front *f, struct evhttp_request *req)
   req_view_free(&v);
 }
 
-void status_stream_request(struct front *f, struct evhttp_request *req)
+void status_stream_request(struct request *req)
 {
-  struct req_view v;
-
-  if (req_view_init(&v, f, req, 0) != 0) {
-    reply_error(req, 500, "internal", "out of memory");
-    return;
-  }
-  const char *token = req_view_query(&v, "token");
-  if (!token || !token_ok(f, token)) {
+  const char *token = request_query(req, "token");
+  if (!token || !token_ok(req->f, token)) {
     reply_error(req, 401, "auth", "a status token from POST /status/token is required");
-    req_view_free(&v);
     return;
   }
   struct client_params p = {0};
-  p.user_id = strdup("status");
-  p.role = strdup("status");
-  p.channels = calloc(1, sizeof(char *));
-  if (p.channels)
-    p.channels[0] = strdup(STATUS_CHANNEL);
+  p.user_id = xstrdup("status");
+  p.role = xstrdup("status");
+  p.channels = xcalloc(1, sizeof(char *));
+  p.channels[0] = xstrdup(STATUS_CHANNEL);
   p.nchannels = 1;
   p.internal = 1;
-  p.peer_ip = conns_peer(f->conns, req, NULL);
-  int rc = p.user_id && p.role && p.channels && p.channels[0] ? http_open_stream(f, req, &p) : -1;
+  p.peer_ip = req->peer;
+  int rc = req->ops->open_stream(req, &p);
   if (rc == -2)
-    stream_shed(f, req, SHED_MAX_CLIENTS);
+    stream_shed(req, SHED_MAX_CLIENTS);
   else if (rc == -4)
-    stream_shed(f, req, SHED_MAX_CONNECTIONS);
+    stream_shed(req, SHED_MAX_CONNECTIONS);
   else if (rc == -3)
-    stream_shed(f, req, SHED_MAX_CLIENTS_PER_PEER);
+    stream_shed(req, SHED_MAX_CLIENTS_PER_PEER);
   else if (rc != 0)
     reply_error(req, 500, "internal", "out of memory");
   free(p.user_id);
   free(p.role);
   script_strv_free(p.channels, p.nchannels);
-  req_view_free(&v);
 }
 
 
@@ -162,7 +144,7 @@ static char *status_json(struct gateway *gw)
   for (size_t i = 0; i < n; i++)
     json_object_array_add(errs, json_object_new_string(recent[i]));
   json_object_object_add(o, "recent_errors", errs);
-  char *text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+  char *text = xstrdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
   json_object_put(o);
   return text;
 }

@@ -1,5 +1,6 @@
-/* GET on the stream endpoint. Every refusal is answered here with JSON; an
- * accepted request becomes a client (client.c) that owns the connection. */
+/* GET on the stream endpoint. Every refusal is answered here (JSON, or
+ * tinysse.busy for capacity and readiness); an accepted request becomes a
+ * client (client.c) that owns the connection. */
 #include "stream.h"
 
 #include <stdint.h>
@@ -8,16 +9,12 @@
 #include <string.h>
 #include <time.h>
 
-#include <event2/buffer.h>
-#include <event2/http.h>
-
+#include "alloc.h"
 #include "client.h"
 #include "cluster.h"
-#include "conn.h"
-#include "http.h"
-#include "jsonutil.h"
-#include "log.h"
 #include "front.h"
+#include "log.h"
+#include "request.h"
 
 const char *const shed_reason_names[SHED_REASONS] = {
     "max_clients", "max_clients_per_peer", "max_connections", "not_ready", "shutting_down"};
@@ -38,89 +35,76 @@ static uint64_t jitter_next(void)
   return x;
 }
 
-void stream_shed(struct front *f, struct evhttp_request *req, enum shed_reason reason)
+void stream_shed(struct request *r, enum shed_reason reason)
 {
+  struct front *f = r->f;
   const struct config *cfg = f->gw->cfg;
   long lo = cfg->busy_retry_min, hi = cfg->busy_retry_max;
   if (hi < lo) /* a reload in progress: the two are written one by one */
     hi = lo;
   long retry = lo + (long)(jitter_next() % (uint64_t)(hi - lo + 1));
   STAT_ADD(f->stats->shed[reason], 1);
-  struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-  evhttp_add_header(h, "Content-Type", "text/event-stream");
-  evhttp_add_header(h, "Cache-Control", "no-cache, no-transform");
-  evhttp_add_header(h, "X-Accel-Buffering", "no");
-  evhttp_add_header(h, "Connection", "close");
-  struct evbuffer *body = evbuffer_new();
-  if (!body) {
-    evhttp_send_error(req, 503, NULL);
-    return;
-  }
+  r->ops->add_header(r, "Content-Type", "text/event-stream");
+  r->ops->add_header(r, "Cache-Control", "no-cache, no-transform");
+  r->ops->add_header(r, "X-Accel-Buffering", "no");
+  r->ops->add_header(r, "Connection", "close");
   /* No id: line, so the browser keeps its Last-Event-ID for the retry. */
-  evbuffer_add_printf(body,
-                      "retry: %ld\n\nevent: tinysse.busy\n"
-                      "data: {\"type\":\"busy\",\"reason\":\"%s\",\"retry_ms\":%ld}\n\n",
-                      retry, shed_reason_names[reason], retry);
-  evhttp_send_reply(req, 200, "OK", body);
-  evbuffer_free(body);
+  char body[256];
+  int n = snprintf(body, sizeof(body),
+                   "retry: %ld\n\nevent: tinysse.busy\n"
+                   "data: {\"type\":\"busy\",\"reason\":\"%s\",\"retry_ms\":%ld}\n\n",
+                   retry, shed_reason_names[reason], retry);
+  r->ops->send(r, 200, body, (size_t)n);
 }
 
 static char **default_channels(const char *user_id, const char *role, size_t *n)
 {
-  char **v = calloc(3, sizeof(char *));
-  if (!v)
-    return NULL;
+  char **v = xcalloc(3, sizeof(char *));
   const char *fmts[3] = {"all", "role:%s", "user:%s"};
   const char *args[3] = {"", role, user_id};
   for (int i = 0; i < 3; i++) {
     size_t len = strlen(fmts[i]) + strlen(args[i]) + 1;
-    v[i] = malloc(len);
-    if (!v[i]) {
-      script_strv_free(v, 3);
-      return NULL;
-    }
+    v[i] = xmalloc(len);
     snprintf(v[i], len, fmts[i], args[i]);
   }
   *n = 3;
   return v;
 }
 
-void stream_request(struct front *f, struct evhttp_request *req)
+void stream_request(struct request *r)
 {
+  struct front *f = r->f;
   struct req_view v;
   struct client_params p = {0};
   char why[512], q[600];
   double expires_at = 0;
 
-  if (req_view_init(&v, f, req, 0) != 0) {
-    reply_error(req, 500, "internal", "out of memory");
-    return;
-  }
+  req_view_init(&v, r, 0);
   if (worker_stopping(f->w)) {
-    stream_shed(f, req, SHED_SHUTTING_DOWN);
+    stream_shed(r, SHED_SHUTTING_DOWN);
     goto done;
   }
   if (!cluster_ready(f->gw)) { /* has not read the cluster's stream yet */
-    stream_shed(f, req, SHED_NOT_READY);
+    stream_shed(r, SHED_NOT_READY);
     goto done;
   }
   /* Cheap early refusal in a storm: no Lua runs for a stream that cannot
    * be held anyway (client_open checks again, exactly). */
   if (atomic_load(&f->gw->nclients) >= f->gw->cfg->max_clients) {
-    stream_shed(f, req, SHED_MAX_CLIENTS);
+    stream_shed(r, SHED_MAX_CLIENTS);
     goto done;
   }
-  const char *token = http_bearer(req);
+  const char *token = request_bearer(r);
   if (!token)
-    token = req_view_query(&v, "token");
+    token = request_query(r, "token");
   if (!token || !*token) {
     STAT_ADD(f->stats->auth_rejected, 1);
-    reply_error(req, 401, "auth", "a token is required: ?token=... or Authorization: Bearer ...");
+    reply_error(r, 401, "auth", "a token is required: ?token=... or Authorization: Bearer ...");
     goto done;
   }
   if (!script_has(worker_script(f->w), HOOK_VALIDATE_TOKEN)) {
     STAT_ADD(f->stats->auth_rejected, 1);
-    reply_error(req, 401, "auth", "this gateway's script accepts no tokens (no validate_token hook)");
+    reply_error(r, 401, "auth", "this gateway's script accepts no tokens (no validate_token hook)");
     goto done;
   }
   switch (script_validate_token(worker_script(f->w), token, &v.sr, &p.user_id, &p.role, &expires_at, why,
@@ -131,17 +115,17 @@ void stream_request(struct front *f, struct evhttp_request *req)
     STAT_ADD(f->stats->auth_rejected, 1);
     log_event(LOG_INFO, "auth_rejected", "peer=%s reason=%s", v.peer, log_quote(q, sizeof(q), why));
     script_on_error(worker_script(f->w), "auth", why);
-    reply_error(req, 401, "auth", "%s", why);
+    reply_error(r, 401, "auth", "%s", why);
     goto done;
   default:
-    reply_error(req, 500, "script", "validate_token failed: %s", why);
+    reply_error(r, 500, "script", "validate_token failed: %s", why);
     goto done;
   }
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   if (expires_at > 0 && expires_at <= (double)ts.tv_sec + (double)ts.tv_nsec / 1e9) {
     STAT_ADD(f->stats->auth_rejected, 1);
-    reply_error(req, 401, "auth", "token expired");
+    reply_error(r, 401, "auth", "token expired");
     goto done;
   }
   p.expires_at = expires_at;
@@ -150,35 +134,35 @@ void stream_request(struct front *f, struct evhttp_request *req)
     int rc = script_channels(worker_script(f->w), p.user_id, p.role, &v.sr, &p.channels, &p.nchannels, why,
                              sizeof(why));
     if (rc != SCRIPT_OK) {
-      reply_error(req, 500, "script", "channels failed: %s", why);
+      reply_error(r, 500, "script", "channels failed: %s", why);
       goto done;
     }
   } else if (!(p.channels = default_channels(p.user_id, p.role, &p.nchannels))) {
-    reply_error(req, 500, "internal", "out of memory");
+    reply_error(r, 500, "internal", "out of memory");
     goto done;
   }
 
-  p.resume_id = evhttp_find_header(evhttp_request_get_input_headers(req), "Last-Event-ID");
+  p.resume_id = r->ops->header(r, "Last-Event-ID");
   if (!p.resume_id || !*p.resume_id)
-    p.resume_id = req_view_query(&v, "lastEventId");
+    p.resume_id = request_query(r, "lastEventId");
   if (p.resume_id && !*p.resume_id)
     p.resume_id = NULL;
-  p.peer_ip = conns_peer(f->conns, req, NULL);
+  p.peer_ip = r->peer;
 
-  switch (http_open_stream(f, req, &p)) {
+  switch (r->ops->open_stream(r, &p)) {
   case 0:
     break;
   case -2:
-    stream_shed(f, req, SHED_MAX_CLIENTS);
+    stream_shed(r, SHED_MAX_CLIENTS);
     break;
   case -3:
-    stream_shed(f, req, SHED_MAX_CLIENTS_PER_PEER);
+    stream_shed(r, SHED_MAX_CLIENTS_PER_PEER);
     break;
   case -4: /* the open-files limit, below --max-connections */
-    stream_shed(f, req, SHED_MAX_CONNECTIONS);
+    stream_shed(r, SHED_MAX_CONNECTIONS);
     break;
   default:
-    reply_error(req, 500, "internal", "out of memory");
+    reply_error(r, 500, "internal", "out of memory");
   }
 done:
   free(p.user_id);

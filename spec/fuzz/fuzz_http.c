@@ -24,6 +24,7 @@
 
 #include "client.h"
 #include "front.h"
+#include "h1.h"
 #include "gateway.h"
 #include "hub.h"
 #include "log.h"
@@ -83,7 +84,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
   cfg.publish_key = "fuzz-publish-key-0123456789";
 
   atexit(teardown);
-  if (gateway_init(&gw, &cfg, &http_front_ops, err, sizeof(err)) != 0) {
+  if (gateway_init(&gw, &cfg, &h1_front_ops, err, sizeof(err)) != 0) {
     fprintf(stderr, "fuzz_http: %s\n", err);
     exit(1);
   }

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "broker.h"
-#include "publish.h"
+#include "publish_parse.h"
 #include "sse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

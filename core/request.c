@@ -1,0 +1,239 @@
+/* Transport-neutral request helpers (see request.h). */
+#include "request.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include <event2/http.h>
+#include <json-c/json.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "alloc.h"
+#include "front.h"
+#include "jsonutil.h"
+
+const char *request_query(struct request *r, const char *key)
+{
+  if (!r->args_parsed) {
+    TAILQ_INIT(&r->args);
+    r->args_parsed = 1;
+    if (r->query && evhttp_parse_query_str(r->query, &r->args) != 0) {
+      evhttp_clear_headers(&r->args);
+      TAILQ_INIT(&r->args);
+    }
+  }
+  return evhttp_find_header(&r->args, key);
+}
+
+void request_release(struct request *r)
+{
+  if (r->args_parsed)
+    evhttp_clear_headers(&r->args);
+  r->args_parsed = 0;
+}
+
+void reply_json(struct request *r, int code, struct json_object *body)
+{
+  const char *text = body ? json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN |
+                                                                     JSON_C_TO_STRING_NOSLASHESCAPE)
+                          : "{}";
+  size_t len = strlen(text);
+  char *out = xmalloc(len + 1);
+  memcpy(out, text, len);
+  out[len] = '\n';
+  r->ops->add_header(r, "Content-Type", "application/json");
+  r->ops->add_header(r, "Cache-Control", "no-store");
+  r->ops->send(r, code, out, len + 1);
+  free(out);
+  json_object_put(body);
+}
+
+static void send_error(struct request *r, int code, const char *error, const char *field,
+                       const char *fmt, va_list ap)
+{
+  char msg[512];
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  struct json_object *o = json_error(error, msg);
+  if (field)
+    json_object_object_add(o, "field", json_object_new_string(field));
+  reply_json(r, code, o);
+}
+
+void reply_error(struct request *r, int code, const char *error, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  send_error(r, code, error, NULL, fmt, ap);
+  va_end(ap);
+}
+
+void reply_field_error(struct request *r, int code, const char *field, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  send_error(r, code, "bad_request", field, fmt, ap);
+  va_end(ap);
+}
+
+void reply_method_not_allowed(struct request *r, const char *allow)
+{
+  r->ops->add_header(r, "Allow", allow);
+  reply_error(r, 405, "method_not_allowed", "this path accepts %s", allow);
+}
+
+/* ---- the view a hook gets ---- */
+
+static void add_kv(struct req_view *v, const char *key, const char *value)
+{
+  if (v->nkv == v->cap) {
+    v->cap = v->cap ? v->cap * 2 : 16;
+    v->kv = xrealloc(v->kv, v->cap * sizeof(*v->kv));
+  }
+  v->kv[v->nkv].key = key;
+  v->kv[v->nkv++].value = value;
+}
+
+struct names {
+  struct req_view *v;
+  size_t used;
+};
+
+static void count_names(void *arg, const char *name, const char *value)
+{
+  (void)value;
+  ((struct names *)arg)->used += strlen(name) + 1;
+}
+
+static void add_header(void *arg, const char *name, const char *value)
+{
+  struct names *n = arg;
+  char *lower = n->v->names + n->used;
+  size_t len = strlen(name) + 1;
+  for (size_t k = 0; k < len; k++)
+    lower[k] = (char)tolower((unsigned char)name[k]);
+  n->used += len;
+  add_kv(n->v, lower, value);
+}
+
+void req_view_init(struct req_view *v, struct request *r, int with_body)
+{
+  static atomic_ullong serials;
+  memset(v, 0, sizeof(*v));
+  v->sr.serial = atomic_fetch_add_explicit(&serials, 1, memory_order_relaxed) + 1;
+  request_query(r, ""); /* parses the query */
+  struct evkeyval *kv;
+  TAILQ_FOREACH(kv, &r->args, next)
+    add_kv(v, kv->key, kv->value);
+  size_t nq = v->nkv;
+  struct names n = {v, 0};
+  r->ops->each_header(r, count_names, &n);
+  v->names = xmalloc(n.used + 1);
+  n.used = 0;
+  r->ops->each_header(r, add_header, &n);
+  snprintf(v->peer, sizeof(v->peer), "%s:%u", r->peer, r->port);
+  v->sr.method = r->method_name;
+  v->sr.path = r->path;
+  v->sr.peer = v->peer;
+  v->sr.query = v->kv;
+  v->sr.nquery = nq;
+  v->sr.headers = v->kv + nq;
+  v->sr.nheaders = v->nkv - nq;
+  if (with_body) {
+    size_t len = 0;
+    const char *body = r->ops->body(r, &len);
+    v->sr.body = body && len ? body : "";
+    v->sr.body_len = body ? len : 0;
+  }
+}
+
+void req_view_free(struct req_view *v)
+{
+  free(v->kv);
+  free(v->names);
+  v->kv = NULL;
+  v->names = NULL;
+}
+
+/* ---- credentials ---- */
+
+const char *request_bearer(const struct request *r)
+{
+  const char *h = r->ops->header(r, "Authorization");
+  if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+    return NULL;
+  h += 7;
+  while (*h == ' ')
+    h++;
+  return *h ? h : NULL;
+}
+
+int request_is_publisher(const struct request *r)
+{
+  const char *key = r->f->gw->publish_key, *got = request_bearer(r);
+  unsigned char a[32], b[32];
+  if (!key[0] || !got)
+    return 0;
+  /* Comparing digests keeps the time independent of where they differ and
+   * of the length of what the client sent. */
+  EVP_Digest(key, strlen(key), a, NULL, EVP_sha256(), NULL);
+  EVP_Digest(got, strlen(got), b, NULL, EVP_sha256(), NULL);
+  return CRYPTO_memcmp(a, b, sizeof(a)) == 0;
+}
+
+int request_authorize_publisher(struct request *r, struct req_view *v)
+{
+  char why[512];
+  struct script *s = worker_script(r->f->w);
+  if (v->sr.publisher)
+    return 0;
+  if (script_has(s, HOOK_AUTHORIZE_PUBLISH)) {
+    switch (script_authorize_publish(s, &v->sr, why, sizeof(why))) {
+    case SCRIPT_OK:
+      return 0;
+    case SCRIPT_DENY:
+      reply_error(r, 403, "forbidden", "%s", why);
+      return -1;
+    default:
+      reply_error(r, 500, "script", "authorize_publish failed: %s", why);
+      return -1;
+    }
+  }
+  if (!request_bearer(r))
+    reply_error(r, 401, "auth", "publishing needs Authorization: Bearer <publish key>");
+  else
+    reply_error(r, 403, "forbidden", "the bearer key is not this gateway's publish key");
+  return -1;
+}
+
+void request_add_cors(struct request *r)
+{
+  struct config *cfg = r->f->gw->cfg;
+  const char *origin = r->ops->header(r, "Origin");
+  if (!origin || cfg->ncors_origin == 0)
+    return;
+  for (int i = 0; i < cfg->ncors_origin; i++) {
+    if (strcmp(cfg->cors_origin[i], "*") == 0) {
+      r->ops->add_header(r, "Access-Control-Allow-Origin", "*");
+      return;
+    }
+    if (strcmp(cfg->cors_origin[i], origin) == 0 && strlen(origin) < 256 &&
+        !strpbrk(origin, "\r\n")) {
+      r->ops->add_header(r, "Access-Control-Allow-Origin", origin);
+      r->ops->add_header(r, "Vary", "Origin");
+      return;
+    }
+  }
+}
+
+void request_new_id(char *buf, size_t cap)
+{
+  static atomic_ullong request_ids;
+  unsigned long long rid = atomic_fetch_add_explicit(&request_ids, 1, memory_order_relaxed) + 1;
+  snprintf(buf, cap, "%llx", rid);
+}
