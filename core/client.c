@@ -1,14 +1,10 @@
-/* Stream clients. A client lives on one worker and owns its socket: an
- * output queue of references to shared frames (outq.c) and one event,
- * watching for EOF,
- * and for writability only while the kernel is full. evhttp parsed the
- * request; its connection object is released right after the takeover, so
- * an idle stream costs little more than this struct. */
-#define _GNU_SOURCE /* dup3 */
+/* Stream clients. A client lives on one worker and owns its socket (taken
+ * over from the transport), an output queue of references to shared frames
+ * (outq.c) and one event: EOF always, writability only while the kernel is
+ * full. An idle stream costs little more than this struct. */
 #include "client.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,8 +72,6 @@ static void script_view(const struct client *c, struct script_client *v)
 
 static void flush(struct client *c);
 static void client_flush_one(struct client *c);
-static void client_close_after(struct client *c, const char *event, const char *json,
-                               const char *reason);
 static void clients_reap_later(struct clients *cs, struct client *c);
 static void on_io(evutil_socket_t fd, short what, void *arg);
 
@@ -238,7 +232,7 @@ static int flush_batched(struct clients *cs, int max)
   return cs->dirty != NULL;
 }
 
-static int flush_some(struct clients *cs, int max)
+int client_flush_slice(struct clients *cs, int max)
 {
   if (cs->uring)
     return flush_batched(cs, max);
@@ -255,7 +249,7 @@ static void client_flush_one(struct client *c)
   if (c->dirty)
     flush(c);
 }
-static void client_deliver(struct client *c, const struct message *m)
+void client_deliver(struct client *c, const struct message *m)
 {
   if (c->state != CLIENT_OPEN || msgpos_cmp(m->pos, c->after) <= 0)
     return;
@@ -509,8 +503,8 @@ void client_close(struct client *c, const char *reason)
   clients_reap_later(c->cs, c);
 }
 
-static void client_close_after(struct client *c, const char *event, const char *json,
-                               const char *reason)
+void client_close_after(struct client *c, const char *event, const char *json,
+                        const char *reason)
 {
   if (c->state != CLIENT_OPEN)
     return;
@@ -523,7 +517,7 @@ static void client_close_after(struct client *c, const char *event, const char *
   client_flush_one(c);
 }
 
-static void client_free(struct client *c)
+void client_free(struct client *c)
 {
   struct clients *cs = c->cs;
   struct gateway *gw = cs->gw;
@@ -570,7 +564,7 @@ static void client_free(struct client *c)
   atomic_fetch_sub(&gw->nclients, 1);
 }
 
-static size_t client_tick(struct client *c, double now, double interval)
+size_t client_tick(struct client *c, double now, double interval)
 {
   if (c->state == CLIENT_OPEN && now - c->last_write >= interval) {
     enqueue(c, sse_ping_frame());
@@ -578,7 +572,6 @@ static size_t client_tick(struct client *c, double now, double interval)
   }
   return c->out.bytes;
 }
-
 
 static void clients_reap_later(struct clients *cs, struct client *c)
 {
@@ -588,14 +581,6 @@ static void clients_reap_later(struct clients *cs, struct client *c)
   }
   cs->reap[cs->nreap++] = c;
   cs->schedule_reap(cs->arg);
-}
-
-void clients_reap(struct clients *cs)
-{
-  /* on_disconnect hooks may publish, but never close other clients. */
-  for (size_t i = 0; i < cs->nreap; i++)
-    client_free(cs->reap[i]);
-  cs->nreap = 0;
 }
 
 static void deliver_cb(void *owner, const struct message *m, void *arg)
@@ -609,77 +594,4 @@ void clients_send(struct clients *cs, const struct message *m)
   hub_route(cs->hub, m, deliver_cb, NULL);
 }
 
-void clients_route(struct clients *cs, const struct message *m)
-{
-  cs->last_pos = m->pos;
-  if (m->kind == MESSAGE_GAP) {
-    for (struct client *c = cs->clients; c; c = c->next)
-      client_reset(c, "gap");
-    return;
-  }
-  if (m->kind == MESSAGE_LIVE) {
-    hub_route(cs->hub, m, deliver_cb, NULL);
-    if (cs->nobs < (int)(sizeof(cs->obs) / sizeof(cs->obs[0])))
-      cs->obs[cs->nobs++] = m->published_at;
-  }
-  cs->last_seq = m->seq;
-}
-
-const double write_latency_bounds[10] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                          0.025, 0.05, 0.1, 0.25, 1.0};
-
-static void observe_write_latency(struct clients *cs, double dt)
-{
-  for (int b = 0; b < 10; b++)
-    if (dt <= write_latency_bounds[b])
-      STAT_ADD(cs->stats->write_latency_buckets[b], 1);
-  STAT_ADD(cs->stats->write_latency_count, 1);
-  atomic_store_explicit(&cs->stats->write_latency_sum,
-                        atomic_load_explicit(&cs->stats->write_latency_sum, memory_order_relaxed) + dt,
-                        memory_order_relaxed);
-}
-
-int clients_flush_some(struct clients *cs, int max)
-{
-  if (flush_some(cs, max))
-    return 1;
-  /* Everything routed so far is written (or waiting on a full socket). */
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  double done = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-  for (int i = 0; i < cs->nobs; i++)
-    observe_write_latency(cs, done - cs->obs[i]);
-  cs->nobs = 0;
-  return 0;
-}
-
-size_t clients_tick(struct clients *cs, double now, double interval)
-{
-  size_t queued = 0;
-  cs->now = now;
-  for (struct client *c = cs->clients; c; c = c->next)
-    queued += client_tick(c, now, interval);
-  return queued;
-}
-
-void clients_close_after(struct clients *cs, const char *event, const char *json,
-                         const char *reason)
-{
-  for (struct client *c = cs->clients; c; c = c->next)
-    client_close_after(c, event, json, reason);
-}
-
-void clients_close_all(struct clients *cs, const char *reason)
-{
-  for (struct client *c = cs->clients; c; c = c->next)
-    client_close(c, reason);
-  clients_reap(cs);
-}
-
-void clients_release(struct clients *cs)
-{
-  clients_reap(cs);
-  free(cs->reap);
-  cs->reap = NULL;
-  cs->reap_cap = 0;
-}
+struct client *client_next(const struct client *c) { return c->next; }

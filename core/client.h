@@ -55,30 +55,9 @@ struct clients {
   void *arg;
 };
 
-/* Fans one message out to the matching clients (a live message), records
- * it for replay's seam, or resets every client (a gap). */
-void clients_route(struct clients *cs, const struct message *m);
-/* Queues m to this worker's matching clients only, outside the stream of
- * published messages (no position, no replay): the status page's events. */
+/* Queues m to this worker's matching clients (a live message, or the
+ * status page's events, which have no position). */
 void clients_send(struct clients *cs, const struct message *m);
-/* Writes the queued output of up to max clients from the FIFO (one
- * io_uring submission for the slice, or one writev each), closing as
- * `slow` those whose unwritten queue then passes --max-queue. Returns
- * whether clients remain. The worker calls it in slices, so publishes are
- * read between slices and pile up into bigger writes, not longer queues.
- * When the FIFO empties, the publish-to-write latencies are observed. */
-int clients_flush_some(struct clients *cs, int max);
-/* Frees the clients closed since the last call (hooks, hub, socket). */
-void clients_reap(struct clients *cs);
-/* Heartbeats; returns the bytes queued over all clients. */
-size_t clients_tick(struct clients *cs, double now, double interval);
-/* Every client: sends event (json) and closes once written (shutdown). */
-void clients_close_after(struct clients *cs, const char *event, const char *json,
-                         const char *reason);
-/* Every client: closed now (the end of a shutdown). */
-void clients_close_all(struct clients *cs, const char *reason);
-/* Frees every client and the set's arrays (the worker is going). */
-void clients_release(struct clients *cs);
 
 struct client_params {
   char *user_id, *role;   /* ownership passes to the client */
@@ -107,5 +86,21 @@ int client_open(struct clients *cs, struct client_params *p);
 void client_reset(struct client *c, const char *reason);
 /* Stops deliveries and queues the client for freeing after the current pass. */
 void client_close(struct client *c, const char *reason);
+/* Sends a frame, then closes once it is written (or after a few seconds). */
+void client_close_after(struct client *c, const char *event, const char *json,
+                        const char *reason);
+/* Frees a client closed by client_close: hooks, hub, socket. */
+void client_free(struct client *c);
+/* Queues m's frame unless the client already has it (replay seam). */
+void client_deliver(struct client *c, const struct message *m);
+/* Sends `: ping` when nothing was written for `interval` seconds; returns
+ * the bytes queued for the client. */
+size_t client_tick(struct client *c, double now, double interval);
+struct client *client_next(const struct client *c);
+/* Writes the queued output of up to max clients from the FIFO (one
+ * io_uring submission for the slice, or one writev each), closing as
+ * `slow` those whose unwritten queue then passes --max-queue. Returns
+ * whether clients remain in the FIFO. */
+int client_flush_slice(struct clients *cs, int max);
 
 #endif

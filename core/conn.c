@@ -1,25 +1,20 @@
-/* HTTP connection accounting and the whole-request deadline.
- *
- * libevent 2.1 calls nothing of ours when evhttp accepts a connection; it
- * only asks us to make the connection's bufferevent (evhttp_set_bevcb), and
- * makes the connection object right after, in the same accept callback. So
- * each new bufferevent is queued and adopted from an event activated
- * during the accept, which runs before anything is read from the socket; evhttp's close
- * callback then says when the connection goes.
+/* HTTP/1.1 connections while evhttp holds them: accounting, limits, the
+ * client's address (PROXY header, X-Forwarded-For) and the whole-request
+ * deadline. libevent 2.1 calls nothing of ours when evhttp accepts; it only
+ * asks us to make the bufferevent (evhttp_set_bevcb) and makes the
+ * connection right after, so each bufferevent is adopted from an event
+ * activated during the accept, which runs before anything is read;
+ * evhttp's close callback says when the connection goes.
  *
  * evhttp's own timeout restarts with every byte read, so a client sending
  * one header byte a second would hold a connection forever. Here a timer
  * runs from accept (or from the end of the previous answer, on keep-alive)
  * until a whole request has arrived, and is not moved by the bytes. */
-#define _GNU_SOURCE /* dup3 */
 #include "conn.h"
 
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
-#include <unistd.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,12 +30,13 @@
 #include <event2/util.h>
 #include <json-c/json.h>
 
-#include "request.h"
+#include "front.h"
 #include "hub.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "proxyproto.h"
-#include "front.h"
+#include "ptrmap.h"
+#include "request.h"
 
 /* Past the limit, up to CONFIG_ANSWERED_REFUSALS connections at a time get
  * a 503 (config.c keeps descriptors for them); beyond those a connection is
@@ -85,21 +81,13 @@ struct conn {
 struct conns {
   struct front *f;
   struct evhttp *http;
-  int spare_fd; /* an unconnected socket; see conns_take_socket() */
-  /* connections whose socket a stream took, freed right after the
-   * callback that handed them over (by free_ev, highest priority) */
-  struct evhttp_connection **handed;
-  size_t nhanded, handed_cap;
-  struct event *free_ev;
   struct conn *fresh, **fresh_tail; /* accepted, not adopted yet (FIFO) */
   struct event *adopt_ev, *resume_ev;
   int burst_paused; /* listeners stopped until the next loop turn */
   int batch;        /* accepted since the last adoption */
   struct event *pace_ev; /* listens again, next loop turn */
   double last_warning;
-  /* evcon -> conn: open addressing, linear probing, at most half full */
-  struct conn **slots;
-  size_t cap, n;
+  struct ptrmap by_evcon; /* evcon -> conn */
 };
 
 /* The accept error callback gets the evhttp, not us: evhttp_bind_listener
@@ -108,75 +96,12 @@ struct conns {
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct conns *registry[REGISTRY_MAX];
 
-static size_t slot_of(const struct conns *cs, const void *key)
-{
-  uint64_t h = (uint64_t)(uintptr_t)key;
-  h ^= h >> 29;
-  h *= 0x9e3779b97f4a7c15ULL;
-  return (size_t)(h >> 20) & (cs->cap - 1);
-}
-
-static void place(struct conns *cs, struct conn *c)
-{
-  size_t i = slot_of(cs, c->evcon);
-  while (cs->slots[i])
-    i = (i + 1) & (cs->cap - 1);
-  cs->slots[i] = c;
-}
-
-static int table_put(struct conns *cs, struct conn *c)
-{
-  if ((cs->n + 1) * 2 > cs->cap) {
-    size_t old_cap = cs->cap, cap = old_cap ? old_cap * 2 : 64;
-    struct conn **old = cs->slots, **slots = calloc(cap, sizeof(*slots));
-    if (!slots)
-      return -1;
-    cs->slots = slots;
-    cs->cap = cap;
-    for (size_t i = 0; i < old_cap; i++)
-      if (old[i])
-        place(cs, old[i]);
-    free(old);
-  }
-  place(cs, c);
-  cs->n++;
-  return 0;
-}
-
-static struct conn *table_get(const struct conns *cs, const struct evhttp_connection *evcon)
-{
-  if (!cs->cap || !evcon)
-    return NULL;
-  for (size_t i = slot_of(cs, evcon); cs->slots[i]; i = (i + 1) & (cs->cap - 1))
-    if (cs->slots[i]->evcon == evcon)
-      return cs->slots[i];
-  return NULL;
-}
-
-static void table_del(struct conns *cs, struct conn *c)
-{
-  if (!cs->cap || !c->evcon)
-    return;
-  size_t mask = cs->cap - 1, i = slot_of(cs, c->evcon);
-  while (cs->slots[i] && cs->slots[i] != c)
-    i = (i + 1) & mask;
-  if (!cs->slots[i])
-    return;
-  cs->slots[i] = NULL;
-  cs->n--;
-  /* Put back the rest of the run, so no lookup stops early at the hole. */
-  for (size_t j = (i + 1) & mask; cs->slots[j]; j = (j + 1) & mask) {
-    struct conn *x = cs->slots[j];
-    cs->slots[j] = NULL;
-    place(cs, x);
-  }
-}
-
 static void release(struct conn *c)
 {
   struct conns *cs = c->cs;
   struct gateway *gw = cs->f->gw;
-  table_del(cs, c);
+  if (c->evcon)
+    ptrmap_del(&cs->by_evcon, c->evcon);
   if (c->deadline)
     event_free(c->deadline);
   if (c->watch)
@@ -349,7 +274,7 @@ static void adopt(struct conn *c)
   bufferevent_decref(c->bev); /* evhttp holds it from here */
   c->deadline = evtimer_new(cs->f->base, on_deadline, c);
   c->watch = evbuffer_add_cb(bufferevent_get_input(c->bev), on_input, c);
-  if (!c->deadline || !c->watch || table_put(cs, c) != 0) {
+  if (!c->deadline || !c->watch || ptrmap_put(&cs->by_evcon, c->evcon, c) != 0) {
     evhttp_connection_free(c->evcon);
     return;
   }
@@ -503,45 +428,27 @@ static void request_peer(struct conn *c, struct evhttp_request *req)
   c->req_port = c->port;
   if (!gw->ntrusted || !proxy_cidr_match(gw->trusted, gw->ntrusted, c->addr))
     return;
-  /* Several X-Forwarded-For headers are one list, in order. Only its
-   * right end matters (the hops our proxies added): a client padding its
-   * own part cannot push them out of reach. */
-  struct evkeyvalq *hs = evhttp_request_get_input_headers(req);
+  /* Several X-Forwarded-For headers are one list, in order (the last 64
+   * of them: no proxy chain is longer). */
+  const char *values[64];
+  size_t n = 0;
   struct evkeyval *kv;
-  size_t total = 0;
-  TAILQ_FOREACH(kv, hs, next)
-    if (evutil_ascii_strcasecmp(kv->key, "X-Forwarded-For") == 0)
-      total += strlen(kv->value) + 1;
-  if (!total)
-    return;
-  char *xff = malloc(total);
-  if (!xff)
-    return; /* keeps the proxy's address */
-  size_t len = 0;
-  TAILQ_FOREACH(kv, hs, next) {
+  TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next) {
     if (evutil_ascii_strcasecmp(kv->key, "X-Forwarded-For") != 0)
       continue;
-    if (len)
-      xff[len++] = ',';
-    size_t n = strlen(kv->value);
-    memcpy(xff + len, kv->value, n);
-    len += n;
+    if (n == 64)
+      memmove(values, values + 1, --n * sizeof(*values));
+    values[n++] = kv->value;
   }
-  xff[len] = '\0';
-  const char *tail = xff;
-  if (len > PROXY_XFF_MAX_LEN) {
-    tail = xff + len - PROXY_XFF_MAX_LEN;
-    const char *comma = strchr(tail, ',');
-    tail = comma ? comma + 1 : xff + len; /* a hop cut in two is dropped */
-  }
-  if (proxy_xff_client(tail, gw->trusted, gw->ntrusted, c->req_addr, sizeof(c->req_addr)) == 0)
+  char xff[PROXY_XFF_MAX_LEN + 1];
+  if (n && proxy_xff_join_tail(values, n, xff, sizeof(xff)) > 0 &&
+      proxy_xff_client(xff, gw->trusted, gw->ntrusted, c->req_addr, sizeof(c->req_addr)) == 0)
     c->req_port = 0;
-  free(xff);
 }
 
 int conns_request_started(struct conns *cs, struct evhttp_request *req, int is_stream)
 {
-  struct conn *c = table_get(cs, evhttp_request_get_connection(req));
+  struct conn *c = ptrmap_get(&cs->by_evcon, evhttp_request_get_connection(req));
   if (!c)
     return CONNS_OK; /* evhttp made this connection's bufferevent itself (OOM) */
   if (c->state == CONN_READING) {
@@ -572,7 +479,7 @@ int conns_request_started(struct conns *cs, struct evhttp_request *req, int is_s
 const char *conns_peer(struct conns *cs, struct evhttp_request *req, unsigned *port)
 {
   struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-  struct conn *c = table_get(cs, evcon);
+  struct conn *c = ptrmap_get(&cs->by_evcon, evcon);
   if (c && c->state != CONN_READING) {
     if (port)
       *port = c->req_port;
@@ -590,7 +497,7 @@ const char *conns_peer(struct conns *cs, struct evhttp_request *req, unsigned *p
 void conns_when_answered(struct conns *cs, struct evhttp_request *req,
                          void (*fn)(struct evhttp_request *, void *))
 {
-  struct conn *c = table_get(cs, evhttp_request_get_connection(req));
+  struct conn *c = ptrmap_get(&cs->by_evcon, evhttp_request_get_connection(req));
   if (c && c->state == CONN_HANDLING)
     c->then = fn;
   else
@@ -631,64 +538,6 @@ static void on_accept_error(struct evconnlistener *l, void *http)
   }
 }
 
-static void on_free_handed(evutil_socket_t fd, short what, void *arg)
-{
-  (void)fd;
-  (void)what;
-  struct conns *cs = arg;
-  for (size_t i = 0; i < cs->nhanded; i++) {
-    /* The descriptor number now holds a duplicate of the spare socket.
-     * libevent would close it only when the bufferevent's finalizer runs,
-     * late in the loop turn: close it here instead, so a storm does not
-     * pile up descriptors. */
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(cs->handed[i]);
-    evutil_socket_t number = bufferevent_getfd(bev);
-    bufferevent_setfd(bev, -1);
-    evhttp_connection_free(cs->handed[i]); /* shuts the spare down, harmlessly */
-    if (number >= 0)
-      close(number);
-  }
-  cs->nhanded = 0;
-}
-
-/* evhttp_connection_free() shuts its socket down, so the stream keeps a
- * duplicate of the descriptor and the original number is pointed at the
- * spare unconnected socket before evhttp frees its connection, outside
- * evhttp's own callback (next loop turn). In a storm, thousands of streams
- * are handed over in one loop turn and would each hold two descriptors
- * until then; but a connection handed over by an earlier callback is no
- * longer in use by evhttp, so each hand-over frees those first. */
-int conns_take_socket(struct conns *cs, struct evhttp_request *req)
-{
-  struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-  struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-  evutil_socket_t fd = bufferevent_getfd(bev);
-  on_free_handed(-1, 0, cs);
-  if (cs->nhanded == cs->handed_cap) {
-    size_t cap = cs->handed_cap ? cs->handed_cap * 2 : 16;
-    struct evhttp_connection **p = realloc(cs->handed, cap * sizeof(*p));
-    if (!p)
-      return -1;
-    cs->handed = p;
-    cs->handed_cap = cap;
-  }
-  int mine = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (mine < 0)
-    return -1;
-  if (dup3(cs->spare_fd, fd, O_CLOEXEC) < 0) {
-    close(mine);
-    return -1;
-  }
-  bufferevent_disable(bev, EV_READ | EV_WRITE);
-  cs->handed[cs->nhanded++] = evcon;
-  { static const struct timeval now = {0, 0}; event_add(cs->free_ev, &now); }
-  /* Frames are written whole and at once; Nagle would hold a small frame
-   * back until the client acknowledges the previous one. */
-  int one = 1;
-  setsockopt(mine, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  return mine;
-}
-
 void conns_watch_listener(struct conns *cs, struct evconnlistener *l)
 {
   (void)cs;
@@ -700,22 +549,19 @@ struct conns *conns_new(struct front *f, struct evhttp *http)
   struct conns *cs = calloc(1, sizeof(*cs));
   if (!cs)
     return NULL;
-  cs->spare_fd = -1;
   cs->f = f;
   cs->http = http;
   cs->fresh_tail = &cs->fresh;
   cs->adopt_ev = event_new(f->base, -1, 0, on_adopt, cs);
   cs->resume_ev = evtimer_new(f->base, on_resume, cs);
-  cs->free_ev = evtimer_new(f->base, on_free_handed, cs);
   cs->pace_ev = evtimer_new(f->base, on_pace, cs);
-  cs->spare_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int slot = -1;
   pthread_mutex_lock(&registry_lock);
   for (int i = 0; i < REGISTRY_MAX && slot < 0; i++)
     if (!registry[i])
       registry[(slot = i)] = cs;
   pthread_mutex_unlock(&registry_lock);
-  if (!cs->adopt_ev || !cs->resume_ev || !cs->free_ev || !cs->pace_ev || cs->spare_fd < 0 || slot < 0) {
+  if (!cs->adopt_ev || !cs->resume_ev || !cs->pace_ev || slot < 0) {
     conns_free(cs);
     return NULL;
   }
@@ -725,7 +571,6 @@ struct conns *conns_new(struct front *f, struct evhttp *http)
    * same queue). A higher priority would make libevent cut every loop turn
    * short after each accept, and a storm's accepts then starve the reads
    * of the connections already accepted. */
-  event_priority_set(cs->free_ev, 0);
   evhttp_set_bevcb(http, make_bev, cs);
   return cs;
 }
@@ -748,13 +593,8 @@ void conns_free(struct conns *cs)
     event_free(cs->adopt_ev);
   if (cs->resume_ev)
     event_free(cs->resume_ev);
-  if (cs->free_ev)
-    event_free(cs->free_ev);
   if (cs->pace_ev)
     event_free(cs->pace_ev);
-  free(cs->handed);
-  if (cs->spare_fd >= 0)
-    close(cs->spare_fd);
-  free(cs->slots);
+  ptrmap_clear(&cs->by_evcon);
   free(cs);
 }

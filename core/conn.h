@@ -29,10 +29,6 @@ void conns_watch_listener(struct conns *cs, struct evconnlistener *l);
  * caller answers with Connection: close. */
 enum { CONNS_OK, CONNS_OVER_LIMIT, CONNS_OVER_PEER_LIMIT };
 int conns_request_started(struct conns *cs, struct evhttp_request *req, int is_stream);
-/* Takes req's socket out of evhttp's hands for a stream: returns a
- * descriptor the caller owns (TCP_NODELAY set), or -1 when none is left;
- * evhttp's connection is freed right after the current callback. */
-int conns_take_socket(struct conns *cs, struct evhttp_request *req);
 /* The client's address for req (and its port, 0 when unknown): the TCP
  * peer, or, from a --trusted-proxy, the PROXY header's source and then
  * X-Forwarded-For's right-most untrusted hop. Valid until the next request

@@ -12,6 +12,7 @@
 struct evhttp;
 struct evhttp_bound_socket;
 struct conns;
+struct takeover;
 struct clients;
 
 struct front {
@@ -23,6 +24,7 @@ struct front {
   int index;
   struct evhttp *http;
   struct conns *conns; /* HTTP/1.1 connections, see conn.c */
+  struct takeover *takeover; /* streams' sockets out of evhttp */
   struct evhttp_bound_socket *bound[CONFIG_MAX_LIST];
   int nbound;
   double status_sent; /* when the status page's stream last got an event */

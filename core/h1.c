@@ -28,6 +28,7 @@
 #include "router.h"
 #include "status.h"
 #include "stream.h"
+#include "takeover.h"
 
 static struct evhttp_request *ev(const struct request *r) { return r->impl; }
 
@@ -96,14 +97,14 @@ static void op_send_file(struct request *r, int fd, size_t size)
 }
 
 struct take {
-  struct conns *cs;
+  struct takeover *t;
   struct evhttp_request *req;
 };
 
 static int take_socket(void *arg)
 {
   struct take *t = arg;
-  return conns_take_socket(t->cs, t->req);
+  return takeover_socket(t->t, t->req);
 }
 
 /* The answer's head, written by us: evhttp would send a streamed answer
@@ -125,7 +126,7 @@ static int op_open_stream(struct request *r, struct client_params *p)
     hl += (size_t)n;
   }
   hl += (size_t)snprintf(head + hl, sizeof(head) - hl, "\r\n");
-  struct take t = {f->conns, ev(r)};
+  struct take t = {f->takeover, ev(r)};
   p->head = head;
   p->head_len = hl;
   p->take = take_socket;
@@ -290,6 +291,7 @@ static void front_close(void *arg)
   struct front *f = arg;
   if (f->http)
     evhttp_free(f->http); /* closes its connections, idle keep-alive ones too */
+  takeover_free(f->takeover);
   conns_free(f->conns);
   free(f);
 }
@@ -300,6 +302,11 @@ static void *front_open(struct worker *w, char *err, size_t errlen)
   *f = (struct front){.w = w, .gw = worker_gateway(w), .base = worker_base(w),
                       .stats = worker_counters(w), .streams = worker_clients(w),
                       .index = worker_index(w)};
+  if (!(f->takeover = takeover_new(f->base))) {
+    snprintf(err, errlen, "socket: %s", strerror(errno));
+    front_close(f);
+    return NULL;
+  }
   if (!(f->http = make_evhttp(f))) {
     snprintf(err, errlen, "out of memory");
     front_close(f);

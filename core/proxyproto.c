@@ -448,3 +448,35 @@ int proxy_xff_client(const char *xff, const struct proxy_cidr *trusted, size_t n
     return -1;
   return addr_format(&client, out, cap);
 }
+
+size_t proxy_xff_join_tail(const char *const *values, size_t n, char *buf, size_t cap)
+{
+  /* Filled from the end of buf backwards, last header first. */
+  size_t pos = cap - 1;
+  buf[pos] = '\0';
+  for (size_t i = n; i-- > 0;) {
+    size_t len = strlen(values[i]);
+    size_t sep = pos < cap - 1 ? 1 : 0;
+    if (len + sep > pos) { /* only part of it fits: keep its right end */
+      if (pos <= sep)
+        break;
+      size_t keep = pos - sep;
+      char before = values[i][len - keep - 1];
+      if (sep)
+        buf[--pos] = ',';
+      memcpy(buf + pos - keep, values[i] + len - keep, keep);
+      pos -= keep;
+      if (before != ',' && before != ' ' && before != '\t') { /* a hop cut in two: dropped */
+        char *comma = memchr(buf + pos, ',', cap - 1 - pos);
+        pos = comma ? (size_t)(comma - buf) + 1 : cap - 1;
+      }
+      break;
+    }
+    if (sep)
+      buf[--pos] = ',';
+    pos -= len;
+    memcpy(buf + pos, values[i], len);
+  }
+  memmove(buf, buf + pos, cap - pos);
+  return cap - 1 - pos;
+}

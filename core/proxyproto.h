@@ -84,5 +84,11 @@ int proxy_parse(const unsigned char *buf, size_t len, struct proxy_header *out);
 #define PROXY_XFF_MAX_LEN 8192
 int proxy_xff_client(const char *xff, const struct proxy_cidr *trusted, size_t n, char *out,
                      size_t cap);
+/* Joins the values of n X-Forwarded-For headers (in order) with ',' into
+ * buf (cap bytes, NUL-terminated), keeping only the right end when they
+ * do not fit: the hops the proxies added are there, so a client padding
+ * its own part cannot push them out of reach; a hop cut in two is dropped.
+ * Returns the length written. */
+size_t proxy_xff_join_tail(const char *const *values, size_t n, char *buf, size_t cap);
 
 #endif

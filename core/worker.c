@@ -62,6 +62,91 @@ void *worker_front(const struct worker *w) { return w->front; }
 int worker_index(const struct worker *w) { return w->index; }
 int worker_stopping(const struct worker *w) { return w->stopping; }
 
+/* ---- a worker's streams, as a set (client.h has one stream) ---- */
+
+static void clients_reap(struct clients *cs)
+{
+  /* on_disconnect hooks may publish, but never close other clients. */
+  for (size_t i = 0; i < cs->nreap; i++)
+    client_free(cs->reap[i]);
+  cs->nreap = 0;
+}
+
+static void clients_route(struct clients *cs, const struct message *m)
+{
+  cs->last_pos = m->pos;
+  if (m->kind == MESSAGE_GAP) {
+    for (struct client *c = cs->clients; c; c = client_next(c))
+      client_reset(c, "gap");
+    return;
+  }
+  if (m->kind == MESSAGE_LIVE) {
+    clients_send(cs, m);
+    if (cs->nobs < (int)(sizeof(cs->obs) / sizeof(cs->obs[0])))
+      cs->obs[cs->nobs++] = m->published_at;
+  }
+  cs->last_seq = m->seq;
+}
+
+const double write_latency_bounds[10] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                          0.025, 0.05, 0.1, 0.25, 1.0};
+
+static void observe_write_latency(struct clients *cs, double dt)
+{
+  for (int b = 0; b < 10; b++)
+    if (dt <= write_latency_bounds[b])
+      STAT_ADD(cs->stats->write_latency_buckets[b], 1);
+  STAT_ADD(cs->stats->write_latency_count, 1);
+  atomic_store_explicit(&cs->stats->write_latency_sum,
+                        atomic_load_explicit(&cs->stats->write_latency_sum, memory_order_relaxed) + dt,
+                        memory_order_relaxed);
+}
+
+static int clients_flush_some(struct clients *cs, int max)
+{
+  if (client_flush_slice(cs, max))
+    return 1;
+  /* Everything routed so far is written (or waiting on a full socket). */
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  double done = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+  for (int i = 0; i < cs->nobs; i++)
+    observe_write_latency(cs, done - cs->obs[i]);
+  cs->nobs = 0;
+  return 0;
+}
+
+static size_t clients_tick(struct clients *cs, double now, double interval)
+{
+  size_t queued = 0;
+  cs->now = now;
+  for (struct client *c = cs->clients; c; c = client_next(c))
+    queued += client_tick(c, now, interval);
+  return queued;
+}
+
+static void clients_close_after(struct clients *cs, const char *event, const char *json,
+                                const char *reason)
+{
+  for (struct client *c = cs->clients; c; c = client_next(c))
+    client_close_after(c, event, json, reason);
+}
+
+static void clients_close_all(struct clients *cs, const char *reason)
+{
+  for (struct client *c = cs->clients; c; c = client_next(c))
+    client_close(c, reason);
+  clients_reap(cs);
+}
+
+static void clients_release(struct clients *cs)
+{
+  clients_reap(cs);
+  free(cs->reap);
+  cs->reap = NULL;
+  cs->reap_cap = 0;
+}
+
 static double cached_now(struct worker *w)
 {
   struct timeval tv;

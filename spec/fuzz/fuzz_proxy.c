@@ -108,8 +108,30 @@ static void fuzz_strings(const uint8_t *data, size_t size)
   free(s);
 }
 
+/* Several X-Forwarded-For values (the input split at NUL bytes) joined
+ * into a buffer whose size the first byte picks: the result is the right
+ * end of the joined list, never longer than the buffer. */
+static void fuzz_join(const uint8_t *data, size_t size)
+{
+  if (size < 2)
+    return;
+  size_t cap = 2 + data[0] % 64;
+  char *copy = malloc(size), *buf = malloc(cap);
+  memcpy(copy, data + 1, size - 1);
+  copy[size - 1] = '\0';
+  const char *values[16];
+  size_t n = 0;
+  for (char *p = copy; n < 16 && p < copy + size - 1; p += strlen(p) + 1)
+    values[n++] = p;
+  size_t len = proxy_xff_join_tail(values, n, buf, cap);
+  assert(len < cap && strlen(buf) == len);
+  free(copy);
+  free(buf);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+  fuzz_join(data, size);
   fuzz_parse(data, size);
   fuzz_strings(data, size);
   return 0;

@@ -496,8 +496,35 @@ static void test_xff(void)
   CHECK_STR(out, "5.6.7.8");
 }
 
+/* Several X-Forwarded-For headers: joined in order; past the buffer only
+ * the right end is kept, and a hop cut in two is dropped. */
+static void test_xff_join(void)
+{
+  char buf[16];
+  const char *one[] = {"1.1.1.1"};
+  CHECK_EQ(proxy_xff_join_tail(one, 1, buf, sizeof(buf)), 7);
+  CHECK_STR(buf, "1.1.1.1");
+  const char *two[] = {"1.1.1.1", "2.2.2.2"};
+  CHECK_EQ(proxy_xff_join_tail(two, 2, buf, sizeof(buf)), 15);
+  CHECK_STR(buf, "1.1.1.1,2.2.2.2");
+  const char *three[] = {"1.1.1.1", "2.2.2.2", "3.3.3.3"};
+  proxy_xff_join_tail(three, 3, buf, sizeof(buf)); /* 23 bytes: the first is cut */
+  CHECK_STR(buf, "2.2.2.2,3.3.3.3");
+  const char *padded[] = {"9.9.9.9, 8.8.8.8, 7.7.7.7", "5.5.5.5"};
+  proxy_xff_join_tail(padded, 2, buf, sizeof(buf)); /* 7.7.7.7 fits whole */
+  CHECK_STR(buf, "7.7.7.7,5.5.5.5");
+  const char *cut[] = {"9.9.9.9, 17.7.7.7", "5.5.5.5"};
+  proxy_xff_join_tail(cut, 2, buf, sizeof(buf)); /* only "7.7.7.7" of 17.7.7.7 fits */
+  CHECK_STR(buf, "5.5.5.5");
+  const char *huge[] = {"123456789012345678901234567890"};
+  CHECK_EQ(proxy_xff_join_tail(huge, 1, buf, sizeof(buf)), 0);
+  CHECK_STR(buf, "");
+  CHECK_EQ(proxy_xff_join_tail(NULL, 0, buf, sizeof(buf)), 0);
+}
+
 int main(void)
 {
+  test_xff_join();
   test_v1();
   test_v2();
   test_random_headers();
