@@ -1,106 +1,114 @@
-/* Option parsing. Strings stay owned by argv or are strdup'd from the script
- * (config lives for the whole process, so they are never freed). */
+/* Option parsing, --help and SIGHUP's reload policy, all from one table.
+ * Strings stay owned by argv or are copied from the script (config lives
+ * for the whole process, so they are freed only at exit). */
 #include "config.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "cluster.h"
+#include "alloc.h"
+#include "redis_url.h"
 #include "log.h"
 #include "proxyproto.h"
 
 enum kind { K_STR, K_LIST, K_LONG, K_DOUBLE, K_FLAG };
 
+/* What SIGHUP does when the reloaded script's config table changes an
+ * option. */
+enum reload {
+  CLI_ONLY, /* not settable from the script, so never reloaded */
+  LIVE,     /* copied into the live config at once */
+  RESTART,  /* the running value kept; logged as needs_restart */
+  CUSTOM,   /* live through the row's apply: a check or a side effect */
+};
+
+struct option_desc;
+/* A CUSTOM row's reload, run once for its group (o is its first row):
+ * copies the group's fields (and no others) from next into live, 0; or
+ * logs event=reload_failed and keeps the old values, -1. */
+typedef int apply_fn(const struct option_desc *o, struct config *live, const struct config *next,
+                     const struct config_reload_ctx *ctx);
+
 struct option_desc {
   const char *name;
+  const char *value; /* what --help calls the value; NULL for a flag */
   enum kind kind;
   size_t off, count_off; /* count_off for lists */
   double min, max;
+  enum reload reload;
+  apply_fn *apply; /* CUSTOM only */
+  /* the name SIGHUP's log line uses, shared by the options it groups;
+   * NULL: the option's own, with '_' */
+  const char *group;
+  /* the default, set by config_defaults and shown by --help; NULL: none,
+   * or one the help text describes */
+  const char *def;
   const char *help;
 };
+
+static apply_fn apply_max_connections, apply_busy_retry, apply_log_level, apply_script_limit;
+
+#ifndef TINYSSE_ASSETS_DIR
+#define TINYSSE_ASSETS_DIR "build/wasm"
+#endif
 
 #define F(field) offsetof(struct config, field)
 
 static const struct option_desc options[] = {
-    {"listen", K_LIST, F(listen), F(nlisten), 0, 0, "ADDR:PORT to listen on (repeatable)"},
-    {"script", K_STR, F(script), 0, 0, 0, "the operator's Lua script"},
-    {"endpoint", K_STR, F(endpoint), 0, 0, 0, "path of the stream (default /events)"},
-    {"buffer", K_LONG, F(buffer), 0, 1, 10000000, "replay buffer size in messages"},
-    {"heartbeat", K_DOUBLE, F(heartbeat), 0, 0.1, 3600, "seconds of silence before a ': ping'"},
-    {"retry", K_LONG, F(retry_ms), 0, 0, 3600000, "retry: value sent to clients, in ms"},
-    {"publish-key", K_STR, F(publish_key), 0, 0, 0, "bearer key for POST /publish"},
-    {"cors-origin", K_LIST, F(cors_origin), F(ncors_origin), 0, 0, "allowed browser origin (repeatable, * allowed)"},
-    {"max-clients", K_LONG, F(max_clients), 0, 1, 10000000, "stream connections beyond this get 503"},
-    {"workers", K_LONG, F(workers), 0, 1, 256, "event-loop threads"},
-    {"redis", K_STR, F(redis), 0, 0, 0, "cluster mode: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]"},
-    {"redis-key", K_STR, F(redis_key), 0, 0, 0, "the Redis stream the cluster shares (default tinysse)"},
-    {"max-clients-per-peer", K_LONG, F(max_per_peer), 0, 1, 10000000, "streams one peer address may hold"},
-    {"max-connections", K_LONG, F(max_connections), 0, 1, 10000000, "connections of any kind (streams, requests, idle keep-alive) beyond this get 503 (default --max-clients + 1024, within the open-files limit)"},
-    {"max-connections-per-peer", K_LONG, F(max_conn_per_peer), 0, 1, 10000000, "HTTP connections other than streams (requests, idle keep-alive) one peer address may hold"},
-    {"request-timeout", K_DOUBLE, F(request_timeout), 0, 0.1, 3600, "seconds to send a whole request, counted from accept or the previous answer (also the keep-alive idle time)"},
-    {"busy-retry-min", K_LONG, F(busy_retry_min), 0, 0, 3600000, "a stream refused for capacity or readiness gets retry: drawn from MIN..MAX ms"},
-    {"busy-retry-max", K_LONG, F(busy_retry_max), 0, 0, 3600000, "upper bound of that retry: in ms"},
-    {"trusted-proxy", K_LIST, F(trusted_proxy), F(ntrusted_proxy), 0, 0, "CIDR of a proxy whose PROXY protocol header or X-Forwarded-For names the client (repeatable)"},
-    {"idempotency-window", K_DOUBLE, F(idem_window), 0, 1, 86400, "seconds a publish's Idempotency-Key is remembered"},
-    {"idempotency-keys", K_LONG, F(idem_keys), 0, 1, 10000000, "most Idempotency-Keys one node remembers (oldest forgotten first)"},
-    {"max-queue", K_LONG, F(max_queue), 0, 1024, 1L << 34, "bytes queued per stream before it is closed as slow"},
-    {"max-body", K_LONG, F(max_body), 0, 64, 1L << 30, "largest request body in bytes"},
-    {"max-header", K_LONG, F(max_header), 0, 256, 1L << 20, "largest request line plus headers in bytes"},
-    {"hook-timeout", K_DOUBLE, F(hook_timeout), 0, 0.001, 60, "seconds a Lua hook may run"},
-    {"script-memory", K_LONG, F(script_memory), 0, 1L << 20, 1L << 34, "bytes a Lua state may allocate"},
-    {"log-level", K_STR, F(log_level), 0, 0, 0, "debug, info, warn or error"},
-    {"assets", K_STR, F(assets), 0, 0, 0, "directory of the browser client files served at /tinysse.js, /tinysse.wasm, /demo"},
-    {"no-io-uring", K_FLAG, F(no_io_uring), 0, 0, 0, "write each stream with its own writev instead of one io_uring call per slice of streams"},
-    {"access-log", K_FLAG, F(access_log), 0, 0, 0, "log one line per HTTP request (never the query string)"},
-    {"check", K_FLAG, F(check), 0, 0, 0, "load the script, report problems, exit 0/1"},
-    {"help", K_FLAG, F(help), 0, 0, 0, "this text"},
-    {"version", K_FLAG, F(version), 0, 0, 0, "print the version"},
+    /* name, value, kind, field, count, min, max, reload, apply, group, default, help */
+    {"listen", "ADDR:PORT", K_LIST, F(listen), F(nlisten), 0, 0, RESTART, NULL, "listen/cors_origin", "127.0.0.1:8080", "where to listen (repeatable)"},
+    {"script", "FILE", K_STR, F(script), 0, 0, 0, CLI_ONLY, NULL, NULL, "scripts/default.lua", "the operator's Lua script (SIGHUP reloads it)"},
+    {"endpoint", "PATH", K_STR, F(endpoint), 0, 0, 0, RESTART, NULL, NULL, "/events", "path of the stream"},
+    {"buffer", "N", K_LONG, F(buffer), 0, 1, 10000000, RESTART, NULL, NULL, "1000", "replay buffer size in messages"},
+    {"heartbeat", "SECONDS", K_DOUBLE, F(heartbeat), 0, 0.1, 3600, LIVE, NULL, NULL, "15", "seconds of silence before a ': ping'"},
+    {"retry", "MS", K_LONG, F(retry_ms), 0, 0, 3600000, LIVE, NULL, NULL, "2000", "retry: value sent to clients, in ms"},
+    {"publish-key", "KEY", K_STR, F(publish_key), 0, 0, 0, RESTART, NULL, NULL, NULL, "bearer key for POST /publish and GET /channels, 16 characters or more (also env TINYSSE_PUBLISH_KEY; by default a random one, printed once, unless the script has authorize_publish)"},
+    {"cors-origin", "ORIGIN", K_LIST, F(cors_origin), F(ncors_origin), 0, 0, RESTART, NULL, "listen/cors_origin", NULL, "allowed browser origin (repeatable, * allowed; none by default)"},
+    {"max-clients", "N", K_LONG, F(max_clients), 0, 1, 10000000, LIVE, NULL, NULL, "100000", "stream connections beyond this are shed"},
+    {"workers", "N", K_LONG, F(workers), 0, 1, 256, RESTART, NULL, NULL, NULL, "event-loop threads (by default one per core)"},
+    {"redis", "URL", K_STR, F(redis), 0, 0, 0, RESTART, NULL, "redis", NULL, "cluster mode, off by default: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]"},
+    {"redis-key", "NAME", K_STR, F(redis_key), 0, 0, 0, RESTART, NULL, "redis", "tinysse", "the Redis stream the cluster shares"},
+    {"max-clients-per-peer", "N", K_LONG, F(max_per_peer), 0, 1, 10000000, LIVE, NULL, NULL, "10000", "streams one peer address may hold"},
+    {"max-connections", "N", K_LONG, F(max_connections), 0, 1, 10000000, CUSTOM, apply_max_connections, NULL, NULL, "connections of any kind (streams, requests, idle keep-alive) beyond this get 503 (by default --max-clients + 1024, within the open-files limit; a reload must fit that limit too)"},
+    {"max-connections-per-peer", "N", K_LONG, F(max_conn_per_peer), 0, 1, 10000000, LIVE, NULL, NULL, "1024", "HTTP connections other than streams (requests, idle keep-alive) one peer address may hold"},
+    {"request-timeout", "SECONDS", K_DOUBLE, F(request_timeout), 0, 0.1, 3600, RESTART, NULL, NULL, "10", "seconds to send a whole request, counted from accept or the previous answer (also the keep-alive idle time)"},
+    {"busy-retry-min", "MS", K_LONG, F(busy_retry_min), 0, 0, 3600000, CUSTOM, apply_busy_retry, "busy_retry", "1000", "a stream refused for capacity or readiness gets retry: drawn from MIN..MAX ms"},
+    {"busy-retry-max", "MS", K_LONG, F(busy_retry_max), 0, 0, 3600000, CUSTOM, apply_busy_retry, "busy_retry", "10000", "upper bound of that retry: in ms"},
+    {"trusted-proxy", "CIDR", K_LIST, F(trusted_proxy), F(ntrusted_proxy), 0, 0, RESTART, NULL, NULL, NULL, "a proxy whose PROXY protocol header or X-Forwarded-For names the client (repeatable; none by default)"},
+    {"idempotency-window", "SECONDS", K_DOUBLE, F(idem_window), 0, 1, 86400, RESTART, NULL, "idempotency", "300", "seconds a publish's Idempotency-Key is remembered"},
+    {"idempotency-keys", "N", K_LONG, F(idem_keys), 0, 1, 10000000, RESTART, NULL, "idempotency", "100000", "most Idempotency-Keys one node remembers (oldest forgotten first)"},
+    {"max-queue", "BYTES", K_LONG, F(max_queue), 0, 1024, 1L << 34, LIVE, NULL, NULL, "1048576", "bytes queued per stream before it is closed as slow"},
+    {"max-body", "BYTES", K_LONG, F(max_body), 0, 64, 1L << 30, RESTART, NULL, NULL, "1048576", "largest request body in bytes"},
+    {"max-header", "BYTES", K_LONG, F(max_header), 0, 256, 1L << 20, RESTART, NULL, NULL, "8192", "largest request line plus headers in bytes"},
+    {"hook-timeout", "SECONDS", K_DOUBLE, F(hook_timeout), 0, 0.001, 60, CUSTOM, apply_script_limit, NULL, "0.25", "seconds a Lua hook may run"},
+    {"script-memory", "BYTES", K_LONG, F(script_memory), 0, 1L << 20, 1L << 34, CUSTOM, apply_script_limit, NULL, "67108864", "bytes a Lua state may allocate"},
+    {"log-level", "LEVEL", K_STR, F(log_level), 0, 0, 0, CUSTOM, apply_log_level, NULL, "info", "debug, info, warn or error"},
+    {"assets", "DIR", K_STR, F(assets), 0, 0, 0, RESTART, NULL, NULL, TINYSSE_ASSETS_DIR, "directory of the browser client files served at /tinysse.js, /tinysse.wasm, /demo"},
+    {"no-io-uring", NULL, K_FLAG, F(no_io_uring), 0, 0, 0, RESTART, NULL, NULL, NULL, "write each stream with its own writev instead of one io_uring call per slice of streams"},
+    {"access-log", NULL, K_FLAG, F(access_log), 0, 0, 0, LIVE, NULL, NULL, NULL, "log one line per HTTP request (never the query string)"},
+    {"check", NULL, K_FLAG, F(check), 0, 0, 0, CLI_ONLY, NULL, NULL, NULL, "load the script, report problems, exit 0/1"},
+    {"help", NULL, K_FLAG, F(help), 0, 0, 0, CLI_ONLY, NULL, NULL, NULL, "this text"},
+    {"version", NULL, K_FLAG, F(version), 0, 0, 0, CLI_ONLY, NULL, NULL, NULL, "print the version"},
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
+_Static_assert(NOPTIONS <= 64, "set_by_cli and set_by_script hold one bit per option");
 
-/* Strings copied from scripts' config tables (set from one thread). */
+/* A field of c that row o describes, as type T (const when c is). */
+#define FIELD(c, o, T) ((T *)((char *)(c) + (o)->off))
+#define CFIELD(c, o, T) ((const T *)((const char *)(c) + (o)->off))
+typedef _Atomic(const char *) atomic_str;
+
+/* Strings copied from scripts' config tables, freed at exit: a reload that
+ * sets the same value again reuses its copy. Touched by one thread (the
+ * start-up thread, which then runs worker 0 and its SIGHUP). */
 static char *owned[1024];
 static size_t nowned;
-
-void config_defaults(struct config *c)
-{
-  memset(c, 0, sizeof(*c));
-  c->listen[0] = "127.0.0.1:8080";
-  c->nlisten = 1;
-  c->script = "scripts/default.lua";
-  c->endpoint = "/events";
-  c->buffer = 1000;
-  c->heartbeat = 15;
-  c->retry_ms = 2000;
-  c->max_clients = 100000;
-  c->max_per_peer = 10000;
-  c->max_connections = 0; /* --max-clients + 1024, see config_fit_connections */
-  c->max_conn_per_peer = 1024;
-  c->request_timeout = 10;
-  c->busy_retry_min = 1000;
-  c->busy_retry_max = 10000;
-  c->idem_window = 300;
-  c->idem_keys = 100000;
-  long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  c->workers = cores > 0 ? cores : 1;
-  c->max_queue = 1L << 20;
-  c->max_body = 1L << 20;
-  c->max_header = 8192;
-  c->hook_timeout = 0.25;
-  c->script_memory = 64L << 20;
-  c->log_level = "info";
-  c->redis_key = "tinysse";
-#ifdef TINYSSE_ASSETS_DIR
-  c->assets = TINYSSE_ASSETS_DIR;
-#else
-  c->assets = "build/wasm";
-#endif
-}
 
 static const struct option_desc *find_option(const char *name, size_t len)
 {
@@ -125,11 +133,10 @@ static int set_value(struct config *c, const struct option_desc *o, const char *
                      unsigned long long *touched, char *err, size_t errlen)
 {
   unsigned long long bit = 1ULL << (o - options);
-  char *p = (char *)c + o->off;
   char *end;
   switch (o->kind) {
   case K_STR:
-    *(const char **)p = value;
+    atomic_store(FIELD(c, o, atomic_str), value);
     return 0;
   case K_LIST: {
     int *n = (int *)((char *)c + o->count_off);
@@ -140,7 +147,7 @@ static int set_value(struct config *c, const struct option_desc *o, const char *
       snprintf(err, errlen, "--%s: at most %d values", o->name, CONFIG_MAX_LIST);
       return -1;
     }
-    ((const char **)p)[(*n)++] = value;
+    FIELD(c, o, const char *)[(*n)++] = value;
     return 0;
   }
   case K_LONG: {
@@ -151,7 +158,7 @@ static int set_value(struct config *c, const struct option_desc *o, const char *
                o->name, o->min, o->max, value);
       return -1;
     }
-    *(long *)p = v;
+    atomic_store(FIELD(c, o, _Atomic long), v);
     return 0;
   }
   case K_DOUBLE: {
@@ -162,18 +169,30 @@ static int set_value(struct config *c, const struct option_desc *o, const char *
                o->min, o->max, value);
       return -1;
     }
-    *(double *)p = v;
+    atomic_store(FIELD(c, o, _Atomic double), v);
     return 0;
   }
   case K_FLAG:
-    if (value && strcmp(value, "true") != 0 && strcmp(value, "1") != 0) {
-      *(int *)p = 0;
-      return 0;
-    }
-    *(int *)p = 1;
+    atomic_store(FIELD(c, o, _Atomic int),
+                 !value || strcmp(value, "true") == 0 || strcmp(value, "1") == 0);
     return 0;
   }
   return -1;
+}
+
+void config_defaults(struct config *c)
+{
+  unsigned long long touched = 0;
+  char err[200];
+  memset(c, 0, sizeof(*c));
+  for (const struct option_desc *o = options; o < options + NOPTIONS; o++)
+    if (o->def && set_value(c, o, o->def, &touched, err, sizeof(err)) != 0) {
+      fprintf(stderr, "tinysse: bad default in the option table: %s\n", err);
+      abort();
+    }
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  c->workers = cores > 0 ? cores : 1;
+  /* max_connections stays 0 until config_fit_connections picks it */
 }
 
 int config_parse_args(struct config *c, int argc, char **argv, char *err, size_t errlen)
@@ -212,12 +231,23 @@ int config_parse_args(struct config *c, int argc, char **argv, char *err, size_t
   return 0;
 }
 
+/* A copy of value that lives until config_release, shared with an equal
+ * one kept before; NULL when the table is full. */
+static const char *keep_string(const char *value)
+{
+  for (size_t i = 0; i < nowned; i++)
+    if (strcmp(owned[i], value) == 0)
+      return owned[i];
+  if (nowned == sizeof(owned) / sizeof(owned[0]))
+    return NULL;
+  return owned[nowned++] = xstrdup(value);
+}
+
 int config_set_from_script(struct config *c, const char *name, const char *value, char *err,
                            size_t errlen)
 {
   const struct option_desc *o = find_option(name, strlen(name));
-  if (!o || strcmp(o->name, "script") == 0 || strcmp(o->name, "check") == 0 ||
-      strcmp(o->name, "help") == 0 || strcmp(o->name, "version") == 0) {
+  if (!o || o->reload == CLI_ONLY) {
     snprintf(err, errlen, "config.%s: not an option a script can set", name);
     return -1;
   }
@@ -225,18 +255,13 @@ int config_set_from_script(struct config *c, const char *name, const char *value
     return 0;
   if (o->kind != K_STR && o->kind != K_LIST)
     return set_value(c, o, value, &c->set_by_script, err, errlen);
-  /* Strings outlive the script's state: keep a copy, freed at exit. */
-  if (nowned == sizeof(owned) / sizeof(owned[0])) {
-    snprintf(err, errlen, "config.%s: too many string options set over reloads", name);
+  /* Strings outlive the script's state (and a reload's): keep a copy. */
+  const char *copy = keep_string(value);
+  if (!copy) {
+    snprintf(err, errlen, "config.%s: too many different strings set over reloads", name);
     return -1;
   }
-  char *copy = strdup(value);
-  if (!copy || set_value(c, o, copy, &c->set_by_script, err, errlen) != 0) {
-    free(copy);
-    return -1;
-  }
-  owned[nowned++] = copy;
-  return 0;
+  return set_value(c, o, copy, &c->set_by_script, err, errlen);
 }
 
 void config_release(void)
@@ -290,17 +315,229 @@ int config_validate(struct config *c, char *err, size_t errlen)
   return 0;
 }
 
+/* Prints s from column *col, wrapping at 79 columns back to column indent:
+ * between words, or only before s when it must stay in one piece. */
+static void put_wrapped(const char *s, int one_piece, int indent, int *col)
+{
+  for (const char *p = s; *p;) {
+    size_t n = one_piece ? strlen(p) : strcspn(p, " ");
+    if (n == 0) {
+      p++;
+      continue;
+    }
+    if (*col > indent && *col + 1 + (int)n > 79) {
+      printf("\n%*s", indent, "");
+      *col = indent;
+    } else if (*col > indent) {
+      putchar(' ');
+      (*col)++;
+    }
+    printf("%.*s", (int)n, p);
+    *col += (int)n;
+    p += n;
+  }
+}
+
 void config_usage(const char *argv0)
 {
   printf("usage: %s [options]\n\nA Server-Sent Events gateway with Lua hooks.\n\n", argv0);
   for (size_t i = 0; i < NOPTIONS; i++) {
-    char left[48];
-    snprintf(left, sizeof(left), "--%s%s", options[i].name,
-             options[i].kind == K_FLAG ? "" : " VALUE");
-    printf("  %-32s %s\n", left, options[i].help);
+    const struct option_desc *o = &options[i];
+    char left[64], text[300];
+    int col = 33;
+    snprintf(left, sizeof(left), "--%s%s%s", o->name, o->value ? " " : "",
+             o->value ? o->value : "");
+    printf("  %-30s ", left);
+    put_wrapped(o->help, 0, 33, &col);
+    if (o->def) {
+      snprintf(text, sizeof(text), "(default: %s)", o->def);
+      put_wrapped(text, strlen(text) <= 30, 33, &col); /* short ones in one piece */
+    }
+    if (o->reload != CLI_ONLY)
+      put_wrapped(o->reload == RESTART ? "[needs restart]" : "[reloads live]", 1, 33, &col);
+    putchar('\n');
   }
-  printf("\nEvery option except --script can also come from the script's config table.\n"
-         "The publish key can also come from the environment variable TINYSSE_PUBLISH_KEY.\n");
+  printf("\nEvery option but --script, --check, --help and --version can also come from\n"
+         "the script's config table (written with _ or -); the command line wins.\n"
+         "SIGHUP reloads the script and its config table: [reloads live] options change\n"
+         "at once, [needs restart] ones are logged as needs_restart and keep their value.\n"
+         "The publish key can also come from the environment: TINYSSE_PUBLISH_KEY.\n");
+}
+
+/* SIGHUP */
+
+static const char *const *list_of(const struct config *c, const struct option_desc *o, int *n)
+{
+  *n = *(const int *)((const char *)c + o->count_off);
+  return (const char *const *)((const char *)c + o->off);
+}
+
+static void copy_value(const struct option_desc *o, struct config *live,
+                       const struct config *next)
+{
+  switch (o->kind) {
+  case K_STR:
+    atomic_store(FIELD(live, o, atomic_str), *CFIELD(next, o, atomic_str));
+    break;
+  case K_LONG:
+    atomic_store(FIELD(live, o, _Atomic long), *CFIELD(next, o, _Atomic long));
+    break;
+  case K_DOUBLE:
+    atomic_store(FIELD(live, o, _Atomic double), *CFIELD(next, o, _Atomic double));
+    break;
+  case K_FLAG:
+    atomic_store(FIELD(live, o, _Atomic int), *CFIELD(next, o, _Atomic int));
+    break;
+  case K_LIST: /* never LIVE: a list and its count are not one atomic value */
+    break;
+  }
+}
+
+static int differs(const struct option_desc *o, const struct config *a, const struct config *b)
+{
+  switch (o->kind) {
+  case K_STR: {
+    const char *x = *CFIELD(a, o, atomic_str), *y = *CFIELD(b, o, atomic_str);
+    return x != y && (!x || !y || strcmp(x, y) != 0);
+  }
+  case K_LIST: {
+    int n, m;
+    const char *const *x = list_of(a, o, &n), *const *y = list_of(b, o, &m);
+    if (n != m)
+      return 1;
+    for (int i = 0; i < n; i++)
+      if (strcmp(x[i], y[i]) != 0)
+        return 1;
+    return 0;
+  }
+  case K_LONG:
+    return *CFIELD(a, o, _Atomic long) != *CFIELD(b, o, _Atomic long);
+  case K_DOUBLE:
+    return *CFIELD(a, o, _Atomic double) != *CFIELD(b, o, _Atomic double);
+  case K_FLAG:
+    return *CFIELD(a, o, _Atomic int) != *CFIELD(b, o, _Atomic int);
+  }
+  return 0;
+}
+
+static int same_group(const struct option_desc *a, const struct option_desc *b)
+{
+  return a == b || (a->group && b->group && strcmp(a->group, b->group) == 0);
+}
+
+/* Appends o as SIGHUP names it: its group, or its own name with '_'. */
+static void note(char *list, size_t cap, const struct option_desc *o)
+{
+  size_t n = strlen(list);
+  snprintf(list + n, cap - n, "%s%s", n ? "," : "", o->group ? o->group : o->name);
+  for (char *p = list + n; !o->group && *p; p++)
+    if (*p == '-')
+      *p = '_';
+}
+
+int config_apply_reload(struct config *live, const struct config *next,
+                        const struct config_reload_ctx *ctx, char *changed, size_t changed_cap,
+                        char *restart, size_t restart_cap)
+{
+  const struct option_desc *end = options + NOPTIONS;
+  int rc = 0;
+  changed[0] = restart[0] = '\0';
+  for (const struct option_desc *o = options; o < end; o++) {
+    const struct option_desc *g;
+    int first = 1, diff = 0;
+    if (o->reload == CLI_ONLY)
+      continue;
+    /* a group is handled once, at its first row, if any of its rows differs */
+    for (g = options; g < o; g++)
+      first &= !same_group(g, o);
+    for (g = o; first && g < end; g++)
+      diff |= same_group(g, o) && differs(g, live, next);
+    if (!diff)
+      continue;
+    switch (o->reload) {
+    case LIVE:
+      for (g = o; g < end; g++)
+        if (same_group(g, o))
+          copy_value(g, live, next);
+      note(changed, changed_cap, o);
+      break;
+    case CUSTOM:
+      if (o->apply(o, live, next, ctx) == 0)
+        note(changed, changed_cap, o);
+      else
+        rc = -1;
+      break;
+    case RESTART:
+      note(restart, restart_cap, o);
+      break;
+    case CLI_ONLY:
+      break;
+    }
+  }
+  return rc;
+}
+
+static int apply_max_connections(const struct option_desc *o, struct config *live,
+                                 const struct config *next, const struct config_reload_ctx *ctx)
+{
+  long want = next->max_connections, keep = live->max_connections;
+  long room = config_connection_room(live, ctx->open_files);
+  if (want > room) {
+    log_event(LOG_ERROR, "reload_failed",
+              "option=max_connections value=%ld error=\"the open-files limit %ld leaves room for "
+              "%ld connections\" keeping=%ld",
+              want, ctx->open_files, room, keep);
+    return -1;
+  }
+  live->max_connections = want;
+  return 0;
+}
+
+/* Readers load min and max one by one and clamp, so the two stores need no
+ * lock (stream.c). */
+static int apply_busy_retry(const struct option_desc *o, struct config *live,
+                            const struct config *next, const struct config_reload_ctx *ctx)
+{
+  long lo = next->busy_retry_min, hi = next->busy_retry_max;
+  if (lo > hi) {
+    log_event(LOG_ERROR, "reload_failed",
+              "option=busy_retry error=\"busy_retry_min %ld exceeds busy_retry_max %ld\" "
+              "keeping=%ld..%ld",
+              lo, hi, (long)live->busy_retry_min, (long)live->busy_retry_max);
+    return -1;
+  }
+  live->busy_retry_min = lo;
+  live->busy_retry_max = hi;
+  return 0;
+}
+
+static int apply_log_level(const struct option_desc *o, struct config *live,
+                           const struct config *next, const struct config_reload_ctx *ctx)
+{
+  const char *name = next->log_level, *keep = live->log_level;
+  int level = log_parse_level(name);
+  if (level < 0) {
+    char q[200];
+    log_event(LOG_ERROR, "reload_failed",
+              "option=log_level value=%s error=\"expected debug, info, warn or error\" keeping=%s",
+              log_quote(q, sizeof(q), name), keep);
+    return -1;
+  }
+  live->log_level = name;
+  if (ctx->log_level)
+    ctx->log_level(ctx->arg, level);
+  return 0;
+}
+
+/* hook_timeout, script_memory: the Lua states the workers load after the
+ * reload take the new limits from the callback. */
+static int apply_script_limit(const struct option_desc *o, struct config *live,
+                              const struct config *next, const struct config_reload_ctx *ctx)
+{
+  copy_value(o, live, next);
+  if (ctx->script_limits)
+    ctx->script_limits(ctx->arg, live->hook_timeout, live->script_memory);
+  return 0;
 }
 
 long config_open_files(void)

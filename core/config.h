@@ -1,5 +1,19 @@
-/* Gateway options: one table describes every option, used both for the
- * command line and for the script's `config` table (the command line wins). */
+/* Gateway options: one table (config.c) describes every option, used for the
+ * command line, the script's `config` table (the command line wins), --help,
+ * and what a SIGHUP may change while running.
+ *
+ * Threads: SIGHUP rewrites live options on worker 0's thread while the other
+ * workers read them, so every single-valued option field is atomic (_Atomic
+ * long/double/int, and _Atomic pointers for strings): a plain read elsewhere
+ * compiles to an atomic load and sees the old or the new value, never a torn
+ * one. All of them are atomic, not only today's live ones, because config.c
+ * writes through the table by kind, so an option can change policy without
+ * changing type. A string never changes in place and is never freed before
+ * exit (config_release), so a reader may keep the pointer it loaded. Two
+ * fields read together may come from different reloads (busy_retry_min/max:
+ * readers clamp). Only that thread writes, so it may copy the struct
+ * plainly (a reload's `next`). Lists and their counts only change before
+ * the workers start. */
 #ifndef TINYSSE_CONFIG_H
 #define TINYSSE_CONFIG_H
 
@@ -13,26 +27,26 @@
 struct config {
   const char *listen[CONFIG_MAX_LIST];
   int nlisten;
-  const char *script, *endpoint, *publish_key, *redis, *redis_key, *log_level, *assets;
+  _Atomic(const char *) script, endpoint, publish_key, redis, redis_key, log_level, assets;
   const char *cors_origin[CONFIG_MAX_LIST];
   int ncors_origin;
-  long buffer, retry_ms, max_clients, workers;
-  double heartbeat, hook_timeout;
-  long max_queue, max_body, max_header, script_memory, max_per_peer;
+  _Atomic long buffer, retry_ms, max_clients, workers;
+  _Atomic double heartbeat, hook_timeout;
+  _Atomic long max_queue, max_body, max_header, script_memory, max_per_peer;
   /* every connection (0 until config_fit_connections picks the default),
    * and HTTP connections that are not streams, per peer address */
-  long max_connections, max_conn_per_peer;
-  double request_timeout;
+  _Atomic long max_connections, max_conn_per_peer;
+  _Atomic double request_timeout;
   /* a refused stream's retry: is drawn from [min, max] ms (shedding) */
-  long busy_retry_min, busy_retry_max;
+  _Atomic long busy_retry_min, busy_retry_max;
   /* peers whose PROXY header / X-Forwarded-For name the real client */
   const char *trusted_proxy[CONFIG_MAX_LIST];
   int ntrusted_proxy;
   /* Idempotency-Key: how long a key is remembered, and at most how many
    * keys a single node keeps */
-  double idem_window;
-  long idem_keys;
-  int check, help, version, access_log, no_io_uring;
+  _Atomic double idem_window;
+  _Atomic long idem_keys;
+  _Atomic int check, help, version, access_log, no_io_uring;
   int publish_key_generated;
   /* which options the command line set (bit per option index) */
   unsigned long long set_by_cli, set_by_script;
@@ -49,7 +63,28 @@ int config_set_from_script(struct config *c, const char *name, const char *value
 void config_release(void);
 /* Checks cross-option constraints after everything is set. 0/-1. */
 int config_validate(struct config *c, char *err, size_t errlen);
+/* --help: every option with its value's name, default and reload policy. */
 void config_usage(const char *argv0);
+
+/* What a reload needs from outside config: the open-files limit that bounds
+ * max_connections, and callbacks (each may be NULL) run after log_level or a
+ * script limit (hook_timeout, script_memory) changed in the live config. */
+struct config_reload_ctx {
+  long open_files;
+  void *arg;
+  void (*log_level)(void *arg, int level);
+  void (*script_limits)(void *arg, double hook_timeout, long script_memory);
+};
+/* SIGHUP: copies what may change while running from next (the live config
+ * with the reloaded script's config table applied) into live, as the option
+ * table's reload policy says; call it on the one thread that writes live.
+ * Fills changed and restart with comma-separated names ("" when none): the
+ * options now in effect, and those that differ but need a restart. A value
+ * refused by its check is logged as event=reload_failed and the old one
+ * kept. 0, or -1 when a value was refused. */
+int config_apply_reload(struct config *live, const struct config *next,
+                        const struct config_reload_ctx *ctx, char *changed, size_t changed_cap,
+                        char *restart, size_t restart_cap);
 
 /* The open-files limit (RLIMIT_NOFILE), after raising the soft limit to the
  * hard one where allowed; LONG_MAX when there is none or it cannot be read. */

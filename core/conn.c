@@ -165,8 +165,7 @@ static void answer_and_close(struct conn *c, int code, const char *error, const 
   char id[24];
   request_new_id(id, sizeof(id));
   struct json_object *body = json_error(error, message);
-  const char *text = json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN |
-                                                              JSON_C_TO_STRING_NOSLASHESCAPE);
+  const char *text = json_text(body);
   evbuffer_add_printf(bufferevent_get_output(c->bev),
                       "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
                       "Cache-Control: no-store\r\nConnection: close\r\nX-Request-Id: %s\r\n"

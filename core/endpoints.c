@@ -15,6 +15,7 @@
 
 #include "cluster.h"
 #include "front.h"
+#include "jsonutil.h"
 #include "hub.h"
 #include "metrics.h"
 #include "request.h"
@@ -22,18 +23,18 @@
 void endpoint_healthz(struct request *r)
 {
   struct gateway *gw = r->f->gw;
-  struct json_object *o = json_object_new_object();
+  struct json_object *o = json_obj();
   /* Cluster mode: "starting" (503) until the node has read the stream once;
    * "degraded" (200: streams are served, publishes are refused) while a
    * Redis connection is down. */
   int ready = cluster_ready(gw), healthy = cluster_healthy(gw);
-  json_object_object_add(o, "status", json_object_new_string(!ready     ? "starting"
+  json_object_object_add(o, "status", json_str(!ready     ? "starting"
                                                               : !healthy ? "degraded"
                                                                          : "ok"));
-  json_object_object_add(o, "connections", json_object_new_int64(atomic_load(&gw->nclients)));
-  json_object_object_add(o, "workers", json_object_new_int(gw->nworkers));
+  json_object_object_add(o, "connections", json_i64(atomic_load(&gw->nclients)));
+  json_object_object_add(o, "workers", json_i64(gw->nworkers));
   if (gw->cluster)
-    json_object_object_add(o, "redis", json_object_new_string(healthy ? "up" : "down"));
+    json_object_object_add(o, "redis", json_str(healthy ? "up" : "down"));
   reply_json(r, ready ? 200 : 503, o);
 }
 
@@ -53,7 +54,7 @@ void endpoint_metrics(struct request *r)
 
 static void add_count(const char *ch, size_t n, void *arg)
 {
-  json_object_object_add(arg, ch, json_object_new_int64((int64_t)n));
+  json_object_object_add(arg, ch, json_i64((int64_t)n));
 }
 
 void endpoint_channels(struct request *r)
@@ -64,14 +65,14 @@ void endpoint_channels(struct request *r)
   v.sr.publisher = request_is_publisher(r);
   if (request_authorize_publisher(r, &v) == 0) {
     const char *one = request_query(r, "channel");
-    struct json_object *o = json_object_new_object();
+    struct json_object *o = json_obj();
     pthread_mutex_lock(&gw->presence_lock);
     if (one) {
-      json_object_object_add(o, "channel", json_object_new_string(one));
+      json_object_object_add(o, "channel", json_str(one));
       json_object_object_add(o, "subscribers",
-                             json_object_new_int64((int64_t)hub_subscribers(gw->presence, one)));
+                             json_i64((int64_t)hub_subscribers(gw->presence, one)));
     } else {
-      struct json_object *all = json_object_new_object();
+      struct json_object *all = json_obj();
       hub_each_channel(gw->presence, add_count, all);
       json_object_object_add(o, "channels", all);
     }
@@ -95,9 +96,9 @@ void endpoint_token(struct request *r)
   v.sr.publisher = request_is_publisher(r);
   switch (script_issue_token(s, &v.sr, &token, &expires_in, why, sizeof(why))) {
   case SCRIPT_OK: {
-    struct json_object *o = json_object_new_object();
-    json_object_object_add(o, "token", json_object_new_string(token));
-    json_object_object_add(o, "expires_in", json_object_new_int64((int64_t)expires_in));
+    struct json_object *o = json_obj();
+    json_object_object_add(o, "token", json_str(token));
+    json_object_object_add(o, "expires_in", json_i64((int64_t)expires_in));
     reply_json(r, 200, o);
     break;
   }

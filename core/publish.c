@@ -11,6 +11,7 @@
 
 #include "alloc.h"
 #include "front.h"
+#include "jsonutil.h"
 #include "idem.h"
 #include "publish_parse.h"
 #include "publisher.h"
@@ -18,14 +19,14 @@
 
 static void reply_ids(struct request *req, char (*ids)[MESSAGE_ID_MAX], size_t n, int is_array)
 {
-  struct json_object *o = json_object_new_object();
+  struct json_object *o = json_obj();
   if (is_array) {
-    struct json_object *a = json_object_new_array();
+    struct json_object *a = json_arr();
     for (size_t i = 0; i < n; i++)
-      json_object_array_add(a, json_object_new_string(ids[i]));
+      json_object_array_add(a, json_str(ids[i]));
     json_object_object_add(o, "ids", a);
   } else {
-    json_object_object_add(o, "id", json_object_new_string(ids[0]));
+    json_object_object_add(o, "id", json_str(ids[0]));
   }
   reply_json(req, 200, o);
 }
@@ -35,12 +36,12 @@ static void reply_ids(struct request *req, char (*ids)[MESSAGE_ID_MAX], size_t n
 static void reply_partial(struct request *req, int status, const char *error,
                           const char *message, char (*ids)[MESSAGE_ID_MAX], size_t n)
 {
-  struct json_object *o = json_object_new_object(), *a = json_object_new_array();
+  struct json_object *o = json_obj(), *a = json_arr();
   for (size_t i = 0; i < n; i++)
     if (ids[i][0])
-      json_object_array_add(a, json_object_new_string(ids[i]));
-  json_object_object_add(o, "error", json_object_new_string(error));
-  json_object_object_add(o, "message", json_object_new_string(message));
+      json_object_array_add(a, json_str(ids[i]));
+  json_object_object_add(o, "error", json_str(error));
+  json_object_object_add(o, "message", json_str(message));
   json_object_object_add(o, "ids", a);
   reply_json(req, status, o);
 }

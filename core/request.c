@@ -40,8 +40,7 @@ void request_release(struct request *r)
 
 void reply_json(struct request *r, int code, struct json_object *body)
 {
-  const char *text = body ? json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN |
-                                                                     JSON_C_TO_STRING_NOSLASHESCAPE)
+  const char *text = body ? json_text(body)
                           : "{}";
   size_t len = strlen(text);
   char *out = xmalloc(len + 1);
@@ -61,7 +60,7 @@ static void send_error(struct request *r, int code, const char *error, const cha
   vsnprintf(msg, sizeof(msg), fmt, ap);
   struct json_object *o = json_error(error, msg);
   if (field)
-    json_object_object_add(o, "field", json_object_new_string(field));
+    json_object_object_add(o, "field", json_str(field));
   reply_json(r, code, o);
 }
 

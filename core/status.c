@@ -24,6 +24,7 @@
 #include "ring.h"
 #include "sse.h"
 #include "front.h"
+#include "jsonutil.h"
 
 /* A channel name no publisher can use (targets refuse control bytes). */
 #define STATUS_CHANNEL "\001status" /* CHANNEL_PRIVATE_PREFIX, validate.h */
@@ -74,9 +75,9 @@ void status_token_request(struct request *req)
   if (request_authorize_publisher(req, &v) == 0) {
     char token[96];
     sign(f, (long long)time(NULL) + STATUS_TOKEN_TTL, token);
-    struct json_object *o = json_object_new_object();
-    json_object_object_add(o, "token", json_object_new_string(token));
-    json_object_object_add(o, "expires_in", json_object_new_int(STATUS_TOKEN_TTL));
+    struct json_object *o = json_obj();
+    json_object_object_add(o, "token", json_str(token));
+    json_object_object_add(o, "expires_in", json_i64(STATUS_TOKEN_TTL));
     reply_json(req, 200, o);
   }
   req_view_free(&v);
@@ -116,35 +117,35 @@ void status_stream_request(struct request *req)
 
 static char *status_json(struct gateway *gw)
 {
-  struct json_object *o = json_object_new_object();
-  json_object_object_add(o, "time", json_object_new_double((double)time(NULL)));
-  json_object_object_add(o, "connections", json_object_new_int64(atomic_load(&gw->nclients)));
-  struct json_object *per = json_object_new_array();
+  struct json_object *o = json_obj();
+  json_object_object_add(o, "time", json_dbl((double)time(NULL)));
+  json_object_object_add(o, "connections", json_i64(atomic_load(&gw->nclients)));
+  struct json_object *per = json_arr();
   for (int i = 0; i < gw->nworkers; i++)
-    json_object_array_add(per, json_object_new_int64((int64_t)STAT_GET(worker_counters(gw->workers[i])->connections)));
+    json_object_array_add(per, json_i64((int64_t)STAT_GET(worker_counters(gw->workers[i])->connections)));
   json_object_object_add(o, "connections_by_worker", per);
-  json_object_object_add(o, "published_total", json_object_new_int64((int64_t)atomic_load(&gw->published)));
-  json_object_object_add(o, "deliveries_total", json_object_new_int64((int64_t)metrics_sum(gw, WS(deliveries))));
-  json_object_object_add(o, "replayed_total", json_object_new_int64((int64_t)metrics_sum(gw, WS(replayed))));
-  json_object_object_add(o, "resets_total", json_object_new_int64((int64_t)metrics_sum(gw, WS(resets))));
-  json_object_object_add(o, "slow_total", json_object_new_int64((int64_t)metrics_sum(gw, WS(slow))));
-  json_object_object_add(o, "http_requests_total", json_object_new_int64((int64_t)metrics_sum(gw, WS(http_requests))));
-  json_object_object_add(o, "bytes_queued", json_object_new_int64((int64_t)metrics_sum(gw, WS(bytes_queued))));
+  json_object_object_add(o, "published_total", json_i64((int64_t)atomic_load(&gw->published)));
+  json_object_object_add(o, "deliveries_total", json_i64((int64_t)metrics_sum(gw, WS(deliveries))));
+  json_object_object_add(o, "replayed_total", json_i64((int64_t)metrics_sum(gw, WS(replayed))));
+  json_object_object_add(o, "resets_total", json_i64((int64_t)metrics_sum(gw, WS(resets))));
+  json_object_object_add(o, "slow_total", json_i64((int64_t)metrics_sum(gw, WS(slow))));
+  json_object_object_add(o, "http_requests_total", json_i64((int64_t)metrics_sum(gw, WS(http_requests))));
+  json_object_object_add(o, "bytes_queued", json_i64((int64_t)metrics_sum(gw, WS(bytes_queued))));
   unsigned long errors = 0;
   for (int i = 0; i < gw->nworkers; i++)
     errors += worker_script_stats(gw->workers[i])->errors;
-  json_object_object_add(o, "script_errors_total", json_object_new_int64((int64_t)errors));
+  json_object_object_add(o, "script_errors_total", json_i64((int64_t)errors));
   ring_lock(gw->ring);
   size_t held = ring_count(gw->ring);
   ring_unlock(gw->ring);
-  json_object_object_add(o, "replay_buffer", json_object_new_int64((int64_t)held));
+  json_object_object_add(o, "replay_buffer", json_i64((int64_t)held));
   char recent[LOG_RECENT_MAX][256];
   size_t n = log_recent(recent, LOG_RECENT_MAX);
-  struct json_object *errs = json_object_new_array();
+  struct json_object *errs = json_arr();
   for (size_t i = 0; i < n; i++)
-    json_object_array_add(errs, json_object_new_string(recent[i]));
+    json_object_array_add(errs, json_str(recent[i]));
   json_object_object_add(o, "recent_errors", errs);
-  char *text = xstrdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+  char *text = xstrdup(json_text(o));
   json_object_put(o);
   return text;
 }
