@@ -8,7 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static enum log_level min_level = LOG_INFO;
+static _Atomic int min_level = LOG_INFO; /* SIGHUP sets it, every thread reads it */
 
 /* A small ring of recent warnings and errors for the status page. */
 static pthread_mutex_t recent_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -38,7 +38,7 @@ size_t log_recent(char (*out)[256], size_t max)
 }
 static const char *const names[] = {"debug", "info", "warn", "error"};
 
-void log_set_level(enum log_level level) { min_level = level; }
+void log_set_level(enum log_level level) { min_level = (int)level; }
 
 int log_parse_level(const char *name)
 {
@@ -55,7 +55,7 @@ void log_event(enum log_level level, const char *event, const char *fields, ...)
   struct tm tm;
   size_t n;
 
-  if (level < min_level)
+  if ((int)level < min_level)
     return;
   clock_gettime(CLOCK_REALTIME, &ts);
   gmtime_r(&ts.tv_sec, &tm);

@@ -124,6 +124,8 @@ void req_view_init(struct req_view *v, struct request *r, int with_body)
 {
   static atomic_ullong serials;
   memset(v, 0, sizeof(*v));
+  v->cap = 16; /* never NULL, even for a request with no header at all */
+  v->kv = xmalloc(v->cap * sizeof(*v->kv));
   v->sr.serial = atomic_fetch_add_explicit(&serials, 1, memory_order_relaxed) + 1;
   request_query(r, ""); /* parses the query */
   struct evkeyval *kv;

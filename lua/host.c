@@ -182,7 +182,8 @@ struct script *script_load(const char *path, const struct script_limits *limits,
     return NULL;
   }
   memcpy(s->path, path, plen);
-  s->limits = *limits;
+  s->limits.hook_timeout = limits->hook_timeout; /* one atomic load each */
+  s->limits.memory_cap = limits->memory_cap;
   s->cap = limits->memory_cap;
   s->stats = stats;
   s->config_ref = LUA_NOREF;

@@ -43,9 +43,11 @@ struct script_client {
   size_t nchannels;
 };
 
+/* Atomic: SIGHUP changes them on one thread while workers load scripts
+ * with them on others. */
 struct script_limits {
-  double hook_timeout; /* seconds of CPU-bound work per hook call */
-  size_t memory_cap;   /* bytes for the whole Lua state */
+  _Atomic double hook_timeout; /* seconds of CPU-bound work per hook call */
+  _Atomic size_t memory_cap;   /* bytes for the whole Lua state */
 };
 
 /* Counters the host updates (one struct per worker; read racily by metrics). */
