@@ -21,6 +21,18 @@ M.sh = sh
 
 function M.sleep(s) socket.sleep(s) end
 
+-- Polls fn every 50 ms until it returns a true value (returned), or fails
+-- naming what was awaited after timeout seconds.
+function M.wait_until(what, fn, timeout)
+  local deadline = socket.gettime() + (timeout or 10)
+  repeat
+    local v = fn()
+    if v then return v end
+    socket.sleep(0.05)
+  until socket.gettime() > deadline
+  error("timed out waiting for " .. what)
+end
+
 -- A port nobody listens on right now.
 function M.free_port()
   local s = assert(socket.bind("127.0.0.1", 0))

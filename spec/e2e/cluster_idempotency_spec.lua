@@ -18,39 +18,11 @@ local function unique(what)
   return what .. n .. "-" .. os.time()
 end
 
-local function wait_until(what, fn, timeout)
-  local deadline = socket.gettime() + (timeout or WAIT)
-  repeat
-    local v = fn()
-    if v then return v end
-    T.sleep(0.05)
-  until socket.gettime() > deadline
-  error("timed out waiting for " .. what)
-end
+local function wait_until(what, fn, timeout) return T.wait_until(what, fn, timeout or WAIT) end
 
--- test.lua plus an issue_token that publishes from the script (see
--- idempotency_spec.lua): X-Times publishes of X-Data to X-Channel under
--- X-Idem-Key; the token is a JSON list of {ok, id or error}.
-local function script()
-  local path = T.tmpdir() .. "/idem.lua"
-  T.write_file(path, string.format([[
-    local tinysse = require "tinysse"
-    local cjson = require "cjson"
-    local M = dofile(%q)
-    M.issue_token = function(req)
-      local h = req.headers
-      local out = {}
-      for i = 1, tonumber(h["x-times"] or "1") do
-        local ok, res = pcall(tinysse.publish, { h["x-channel"] }, { v = h["x-data"] }, 3,
-                              "scripted", h["x-idem-key"])
-        out[i] = { ok = ok, res = res == nil and cjson.null or res }
-      end
-      return cjson.encode(out), 60
-    end
-    return M
-  ]], T.root .. "/spec/e2e/scripts/test.lua"))
-  return path
-end
+-- The script: test.lua plus publishing from issue_token
+-- (spec/e2e/scripts/publishing.lua).
+local SCRIPT = T.root .. "/spec/e2e/scripts/publishing.lua"
 
 -- A cluster node on stream `key`, every Redis connection up. opts: args, script.
 local function node(key, opts)
@@ -58,7 +30,7 @@ local function node(key, opts)
   local args = { "--redis", redis:url(), "--redis-key", key, "--buffer", "100",
                  "--hook-timeout", "5" }
   for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
-  local g = T.start({ args = args, script = opts.script })
+  local g = T.start({ args = args, script = opts.script, env = { TINYSSE_ROOT = T.root } })
   nodes[#nodes + 1] = g
   wait_until("the node's Redis connections", function()
     local _, _, _, j = g:request("GET", "/healthz")
@@ -252,8 +224,7 @@ describe("Idempotency-Key in cluster mode", function()
 
   it("tinysse.publish with a key: nil, and a repeat on any node publishes nothing", function()
     local rkey, key = unique("idem"), unique("key")
-    local path = script()
-    local a, b = node(rkey, { script = path }), node(rkey, { script = path })
+    local a, b = node(rkey, { script = SCRIPT }), node(rkey, { script = SCRIPT })
     local sa = subscribe(a)
     local r = script_publish(a, "all", key, "one", 2)
     for i = 1, 2 do

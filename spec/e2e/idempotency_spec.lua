@@ -9,34 +9,10 @@ local cjson = T.json
 local WAIT = T.valgrind and 20 or 5
 local OTHER = "other-publisher-token"
 
--- test.lua, plus a second publisher (authorize_publish) and an issue_token
--- that publishes from the script: the X-Times same publishes of
--- X-Data to X-Channel under X-Idem-Key; the token is a JSON list of
--- {ok, id or error} per call.
-local function script()
-  local dir = T.tmpdir()
-  local path = dir .. "/idem.lua"
-  T.write_file(path, string.format([[
-    local tinysse = require "tinysse"
-    local cjson = require "cjson"
-    local M = dofile(%q)
-    M.authorize_publish = function(req)
-      return req.headers.authorization == "Bearer %s", "not a publisher"
-    end
-    M.issue_token = function(req)
-      local h = req.headers
-      local out = {}
-      for i = 1, tonumber(h["x-times"] or "1") do
-        local ok, res = pcall(tinysse.publish, { h["x-channel"] }, { v = h["x-data"] }, 3,
-                              "scripted", h["x-idem-key"])
-        out[i] = { ok = ok, res = res == nil and cjson.null or res }
-      end
-      return cjson.encode(out), 60
-    end
-    return M
-  ]], T.root .. "/spec/e2e/scripts/test.lua", OTHER))
-  return path
-end
+-- The script: test.lua plus publishing from issue_token
+-- (spec/e2e/scripts/publishing.lua), with OTHER as a second publisher.
+local SCRIPT = T.root .. "/spec/e2e/scripts/publishing.lua"
+local SCRIPT_ENV = { TINYSSE_ROOT = T.root, TINYSSE_TEST_OTHER_PUBLISHER = OTHER }
 
 local n = 0
 local function unique(what)
@@ -70,15 +46,7 @@ local function received(s, quiet)
   return ids
 end
 
-local function wait_for(what, fn, timeout)
-  local deadline = socket.gettime() + (timeout or WAIT)
-  repeat
-    local v = fn()
-    if v then return v end
-    T.sleep(0.05)
-  until socket.gettime() > deadline
-  error("timed out waiting for " .. what)
-end
+local function wait_for(what, fn, timeout) return T.wait_until(what, fn, timeout or WAIT) end
 
 -- Calls issue_token (the script's publishes). Returns its list of results.
 local function script_publish(g, ch, key, data, times)
@@ -91,7 +59,7 @@ end
 describe("Idempotency-Key", function()
   local g
   setup(function()
-    g = T.start({ script = script(), args = { "--hook-timeout", "5" } })
+    g = T.start({ script = SCRIPT, env = SCRIPT_ENV, args = { "--hook-timeout", "5" } })
   end)
   teardown(function() if g then assert.is_true(g:stop()) end end)
 

@@ -26,15 +26,7 @@ local function peer_script()
   return path
 end
 
-local function wait_for(what, fn, timeout)
-  local deadline = socket.gettime() + (timeout or WAIT)
-  repeat
-    local v = fn()
-    if v then return v end
-    T.sleep(0.05)
-  until socket.gettime() > deadline
-  error("timed out waiting for " .. what)
-end
+local function wait_for(what, fn, timeout) return T.wait_until(what, fn, timeout or WAIT) end
 
 -- The peer= of the access-log line of the answer with X-Request-Id rid.
 local function logged_peer(g, rid)
