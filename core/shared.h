@@ -16,17 +16,12 @@
 #include "message.h"
 #include "proxyproto.h"
 
-struct event_base;
-struct event;
-struct evhttp;
-struct evhttp_bound_socket;
 struct hub;
 struct ring;
 struct message;
-struct client;
 struct cluster;
-struct redis_link;
-struct conns;
+struct idem;
+struct worker;
 
 /* Why a stream request was shed: answered 200 with tinysse.busy and a
  * jittered retry: instead of a status that makes EventSource give up

@@ -38,7 +38,7 @@ void worker_join(struct worker *w);        /* after worker_start_thread */
 /* The worker whose loop runs on this thread; NULL elsewhere. */
 struct worker *worker_current(void);
 
-/* w as a place the broker hands messages to (gateway.h). */
+/* w as a place the broker hands messages to (shared.h). */
 struct broker_sink worker_sink(struct worker *w);
 /* Fans out everything in the inbox now (on w's thread). */
 void worker_drain(struct worker *w);
