@@ -109,7 +109,9 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     worker_request_stop(gw->workers[i]);
 }
 
-static int load_for_config(struct gateway *gw, struct config *cfg)
+/* Loads the script for its config table; with --check, hooks gets the
+ * names of its hooks for the "ok" line printed once everything is valid. */
+static int load_for_config(struct gateway *gw, struct config *cfg, char *hooks, size_t cap)
 {
   char err[1024];
   struct script *s = script_load(cfg->script, &gw->limits, NULL, NULL, err, sizeof(err));
@@ -120,13 +122,11 @@ static int load_for_config(struct gateway *gw, struct config *cfg)
   int rc = script_config_each(s, apply_config, cfg, err, sizeof(err));
   if (rc != 0 && err[0])
     fprintf(stderr, "tinysse: %s: %s\n", cfg->script, err);
-  if (rc == 0 && cfg->check) {
-    printf("ok: %s loads; hooks:", cfg->script);
-    for (int h = 0; h < HOOK_COUNT; h++)
-      if (script_has(s, (enum script_hook)h))
-        printf(" %s", script_hook_name((enum script_hook)h));
-    printf("\n");
-  }
+  hooks[0] = '\0';
+  for (int h = 0; h < HOOK_COUNT; h++)
+    if (script_has(s, (enum script_hook)h))
+      snprintf(hooks + strlen(hooks), cap - strlen(hooks), " %s",
+               script_hook_name((enum script_hook)h));
   gw->publish_key[0] = '\0';
   if (!cfg->publish_key && !script_has(s, HOOK_AUTHORIZE_PUBLISH))
     cfg->publish_key_generated = 1;
@@ -161,7 +161,8 @@ int main(int argc, char **argv)
   gw.cfg = &cfg;
   gw.limits.hook_timeout = cfg.hook_timeout;
   gw.limits.memory_cap = (size_t)cfg.script_memory;
-  if (load_for_config(&gw, &cfg) != 0)
+  char hooks[256];
+  if (load_for_config(&gw, &cfg, hooks, sizeof(hooks)) != 0)
     return cfg.check ? 1 : 2;
   gw.limits.hook_timeout = cfg.hook_timeout;
   gw.limits.memory_cap = (size_t)cfg.script_memory;
@@ -171,8 +172,10 @@ int main(int argc, char **argv)
     fprintf(stderr, "tinysse: %s\n", err);
     return cfg.check ? 1 : 2;
   }
-  if (cfg.check)
+  if (cfg.check) {
+    printf("ok: %s loads; hooks:%s\n", cfg.script, hooks);
     return 0;
+  }
   log_set_level((enum log_level)log_parse_level(cfg.log_level));
 
   if (gateway_init(&gw, &cfg, &h1_front_ops, err, sizeof(err)) != 0) {

@@ -121,6 +121,11 @@ describe("start-up", function()
     out, st = run("--check --script " .. dir .. "/syntax.lua")
     assert.are.equal(1, st)
     assert.truthy(out:find("syntax.lua:1:", 1, true), out)
+    -- a script that loads with an option that does not: not "ok"
+    out, st = run("--check --script " .. T.root .. "/spec/e2e/scripts/test.lua --trusted-proxy 10.0.0.1/8")
+    assert.are.equal(1, st)
+    assert.is_nil(out:find("ok:", 1, true), out)
+    assert.truthy(out:find("--trusted-proxy", 1, true), out)
   end)
 
   it("exits 2 with a one-line error for bad options", function()
