@@ -219,6 +219,16 @@ function Gateway:connect(timeout, source)
   return c
 end
 
+-- With spec/e2e/scripts/publishing.lua: runs tinysse.publish from the
+-- script `times` times (data to channel ch under key) and returns the list
+-- of {ok, res} it reports, res an id or an error.
+function Gateway:script_publish(ch, key, data, times)
+  local status, _, body, json = self:request("POST", "/auth/sse-token", {
+    ["X-Channel"] = ch, ["X-Idem-Key"] = key, ["X-Data"] = data, ["X-Times"] = tostring(times or 1) })
+  assert(status == 200, body)
+  return cjson.decode(json.token)
+end
+
 -- The value of an unlabelled counter or gauge in /metrics (nil if absent).
 function Gateway:metric(name)
   local _, _, body = self:request("GET", "/metrics")

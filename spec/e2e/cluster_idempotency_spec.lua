@@ -78,13 +78,6 @@ local function idem_keys(key)
   return out
 end
 
-local function script_publish(g, ch, key, data, times)
-  local status, _, body, json = g:request("POST", "/auth/sse-token", {
-    ["X-Channel"] = ch, ["X-Idem-Key"] = key, ["X-Data"] = data, ["X-Times"] = tostring(times or 1) })
-  assert.equal(200, status, body)
-  return cjson.decode(json.token)
-end
-
 describe("Idempotency-Key in cluster mode", function()
   setup(function() redis = T.start_redis() end)
   teardown(function() if redis then redis:stop() end end)
@@ -226,12 +219,12 @@ describe("Idempotency-Key in cluster mode", function()
     local rkey, key = unique("idem"), unique("key")
     local a, b = node(rkey, { script = SCRIPT }), node(rkey, { script = SCRIPT })
     local sa = subscribe(a)
-    local r = script_publish(a, "all", key, "one", 2)
+    local r = a:script_publish("all", key, "one", 2)
     for i = 1, 2 do
       assert.is_true(r[i].ok, tostring(r[i].res))
       assert.equal(cjson.null, r[i].res) -- Redis assigns the id later
     end
-    local again = script_publish(b, "all", key, "one")
+    local again = b:script_publish("all", key, "one")
     assert.same({ ok = true, res = cjson.null }, again[1])
     local ev = sa:message(WAIT)
     assert.truthy(ev, "the script's message did not arrive")
@@ -241,7 +234,7 @@ describe("Idempotency-Key in cluster mode", function()
     assert.equal("1", redis:cli("XLEN", rkey))
     assert.equal(1, #idem_keys(rkey))
     -- another payload under the key: nothing published, the failure logged
-    local other = script_publish(b, "all", key, "two")
+    local other = b:script_publish("all", key, "two")
     assert.is_true(other[1].ok, tostring(other[1].res))
     wait_until("the conflict in b's log", function()
       return b:logtext():find("event=script_publish_failed reason=idempotency_conflict", 1, true)

@@ -48,14 +48,6 @@ end
 
 local function wait_for(what, fn, timeout) return T.wait_until(what, fn, timeout or WAIT) end
 
--- Calls issue_token (the script's publishes). Returns its list of results.
-local function script_publish(g, ch, key, data, times)
-  local status, _, body, json = g:request("POST", "/auth/sse-token", {
-    ["X-Channel"] = ch, ["X-Idem-Key"] = key, ["X-Data"] = data, ["X-Times"] = tostring(times or 1) })
-  assert.equal(200, status, body)
-  return cjson.decode(json.token)
-end
-
 describe("Idempotency-Key", function()
   local g
   setup(function()
@@ -245,14 +237,14 @@ describe("Idempotency-Key", function()
     local ch, key = unique("ch"), unique("key")
     local s = subscribe(g, ch)
     local before = published(g)
-    local r = script_publish(g, ch, key, "one", 2)
+    local r = g:script_publish(ch, key, "one", 2)
     assert.is_true(r[1].ok, tostring(r[1].res))
     assert.is_true(r[2].ok, tostring(r[2].res))
     assert.truthy(r[1].res:match("^%d+%-%d+$"))
     assert.equal(r[1].res, r[2].res)
     -- again from another hook call (with --workers 2, maybe another worker)
     for _ = 1, 3 do
-      local again = script_publish(g, ch, key, "one")
+      local again = g:script_publish(ch, key, "one")
       assert.same({ ok = true, res = r[1].res }, again[1])
     end
     local ev = s:message(WAIT)
@@ -261,11 +253,11 @@ describe("Idempotency-Key", function()
     assert.same({ id = r[1].res, handler_id = 3, data = { v = "one" } }, ev.json)
     assert.same({}, received(s))
     assert.equal(before + 1, published(g))
-    local bad = script_publish(g, ch, key, "two")
+    local bad = g:script_publish(ch, key, "two")
     assert.is_false(bad[1].ok)
     assert.truthy(tostring(bad[1].res):find("idempotency_conflict", 1, true), tostring(bad[1].res))
     -- a bad key raises too
-    bad = script_publish(g, ch, ("k"):rep(129), "one")
+    bad = g:script_publish(ch, ("k"):rep(129), "one")
     assert.is_false(bad[1].ok)
     assert.truthy(tostring(bad[1].res):find("printable", 1, true), tostring(bad[1].res))
     assert.same({}, received(s))
