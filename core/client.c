@@ -1,8 +1,10 @@
-/* Stream clients. A client lives on one worker and owns its socket (taken
- * over from the transport), an output queue of references to shared frames
- * (outq.c) and one event: EOF always, writability only while the kernel is
- * full. An idle stream costs little more than this struct. */
-#include "client.h"
+/* Stream clients: opening (limits, channels, the hand-over from the
+ * transport), replay on resume, closing and freeing. A client lives on one
+ * worker and owns its socket (or its part of a transport: stream_io_ops),
+ * an output queue of references to shared frames (outq.c, written by
+ * client_write.c) and one event: EOF always, writability only while the
+ * kernel is full. An idle stream costs little more than this struct. */
+#include "client_impl.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -29,30 +31,7 @@
 #include "alloc.h"
 #include "shared.h"
 
-enum client_state { CLIENT_OPEN, CLIENT_DRAINING, CLIENT_CLOSED };
-
-struct client {
-  struct client *prev, *next;
-  struct clients *cs;
-  evutil_socket_t fd;
-  struct outq out;
-  struct event *ev; /* EV_READ always; EV_WRITE only while output is stuck */
-  int want_write;
-  struct hub_sub *sub, *presence, *peer;
-  char *user_id, *role;
-  char **channels;
-  size_t nchannels;
-  struct msgpos after; /* the resume id: messages up to it are not sent */
-  double last_write;
-  struct event *expiry;
-  const char *reason;
-  enum client_state state;
-  int internal;
-  int dirty;   /* has output queued since its last flush */
-  int in_list; /* on the worker's FIFO of clients to flush */
-  struct client *dirty_next;
-  char id[24];
-};
+static void clients_reap_later(struct clients *cs, struct client *c);
 
 static double now_cached(struct clients *cs)
 {
@@ -70,191 +49,13 @@ static void script_view(const struct client *c, struct script_client *v)
   v->nchannels = c->nchannels;
 }
 
-static void flush(struct client *c);
-static void client_flush_one(struct client *c);
-static void clients_reap_later(struct clients *cs, struct client *c);
-static void on_io(evutil_socket_t fd, short what, void *arg);
 
-/* Watches for writability only while output is left over. */
-static void want_write(struct client *c, int on)
-{
-  if (c->want_write == on || c->state == CLIENT_CLOSED)
-    return;
-  c->want_write = on;
-  event_del(c->ev);
-  event_assign(c->ev, c->cs->base, c->fd, EV_READ | EV_PERSIST | (on ? EV_WRITE : 0),
-               on_io, c);
-  struct timeval limit = {5, 0};
-  /* A draining client that does not take its last frame is dropped. */
-  event_add(c->ev, c->state == CLIENT_DRAINING ? &limit : NULL);
-}
-
-static void on_io(evutil_socket_t fd, short what, void *arg)
-{
-  struct client *c = arg;
-  if (what & EV_READ) {
-    /* A stream carries nothing from the client after the request. */
-    char buf[512];
-    ssize_t n = recv(fd, buf, sizeof(buf), 0);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-      client_close(c, c->state == CLIENT_DRAINING ? c->reason : "closed");
-      return;
-    }
-  }
-  if (what & EV_TIMEOUT) {
-    client_close(c, c->reason ? c->reason : "timeout");
-    return;
-  }
-  if (what & EV_WRITE)
-    flush(c);
-}
-
-static void mark_dirty(struct client *c)
-{
-  struct clients *cs = c->cs;
-  c->dirty = 1;
-  if (c->in_list)
-    return;
-  c->in_list = 1;
-  c->dirty_next = NULL;
-  if (cs->dirty_tail)
-    cs->dirty_tail->dirty_next = c;
-  else
-    cs->dirty = c;
-  cs->dirty_tail = c;
-  cs->schedule_flush(cs->arg);
-}
-
-static void enqueue(struct client *c, struct frame *f)
-{
-  if (outq_push(&c->out, f) != 0) {
-    client_close(c, "error");
-    return;
-  }
-  c->last_write = c->cs->now;
-  mark_dirty(c);
-}
-
-/* After a pass: write what the pass queued at once (an idle client costs one
- * send per pass, however many frames it got), and only then hold the rest
- * against --max-queue, so a burst a client can take is never mistaken for a
- * client that stopped reading. after_write is the second half: written is
- * what the write returned (-1 for a socket error). */
-static void after_write(struct client *c, long written)
-{
-  if (written < 0) {
-    client_close(c, c->state == CLIENT_DRAINING ? c->reason : "closed");
-    return;
-  }
-  size_t left = c->out.bytes;
-  if (c->state == CLIENT_OPEN && left > (size_t)c->cs->gw->cfg->max_queue) {
-    STAT_ADD(c->cs->stats->slow, 1);
-    client_close(c, "slow");
-    return;
-  }
-  if (left == 0 && c->state == CLIENT_DRAINING) {
-    client_close(c, c->reason);
-    return;
-  }
-  want_write(c, left > 0);
-}
-
-static void flush(struct client *c)
-{
-  c->dirty = 0;
-  if (c->state == CLIENT_CLOSED)
-    return;
-  after_write(c, outq_write(&c->out, c->fd));
-}
-
-/* Takes the next client off the worker's FIFO. */
-static struct client *pop_dirty(struct clients *cs)
-{
-  struct client *c = cs->dirty;
-  cs->dirty = c->dirty_next;
-  if (!cs->dirty)
-    cs->dirty_tail = NULL;
-  c->in_list = 0;
-  return c;
-}
-
-/* A slice flushed with one io_uring call for all its sends instead of a
- * writev each (see uring.h). Each client then ends as after a writev. */
-static int flush_batched(struct clients *cs, int max)
-{
-  struct uring *u = cs->uring;
-  struct client *batch[CLIENTS_FLUSH_SLICE];
-  int n = 0;
-  if (max > CLIENTS_FLUSH_SLICE)
-    max = CLIENTS_FLUSH_SLICE;
-  while (cs->dirty && n < max && !uring_full(u)) {
-    struct client *c = pop_dirty(cs);
-    if (!c->dirty)
-      continue;
-    c->dirty = 0;
-    if (c->state == CLIENT_CLOSED)
-      continue;
-    if (c->out.n == 0 || uring_add(u, c->fd, &c->out) < 0) {
-      after_write(c, outq_write(&c->out, c->fd));
-      continue;
-    }
-    batch[n++] = c;
-  }
-  int rc = uring_run(u);
-  for (int i = 0; i < n; i++) {
-    struct client *c = batch[i];
-    ssize_t r = uring_result(u, i);
-    if (r == -ETIME) { /* still in the kernel's hands: give the client up */
-      outq_abandon(&c->out);
-      client_close(c, "error");
-    } else if (r == -ECANCELED) { /* never sent */
-      after_write(c, outq_write(&c->out, c->fd));
-    } else if (r < 0 && r != -EAGAIN && r != -EINTR) {
-      after_write(c, -1);
-    } else if (r > 0) {
-      size_t offered = uring_offered(u, i);
-      outq_consume(&c->out, (size_t)r);
-      long more = (size_t)r == offered && c->out.n > 0 ? outq_write(&c->out, c->fd) : 0;
-      after_write(c, more < 0 ? -1 : (long)r + more);
-    } else {
-      after_write(c, 0);
-    }
-  }
-  if (rc < 0) {
-    log_event(LOG_WARN, "io_uring_failed", "worker=%d reason=%s (writes one writev per stream from now on)",
-              cs->index, strerror(errno));
-    uring_free(u);
-    cs->uring = NULL;
-    atomic_store_explicit(&cs->stats->io_uring, 0, memory_order_relaxed);
-  } else {
-    uring_reset(u);
-  }
-  return cs->dirty != NULL;
-}
-
-int client_flush_slice(struct clients *cs, int max)
-{
-  if (cs->uring)
-    return flush_batched(cs, max);
-  while (cs->dirty && max-- > 0) {
-    struct client *c = pop_dirty(cs);
-    if (c->dirty)
-      flush(c);
-  }
-  return cs->dirty != NULL;
-}
-
-static void client_flush_one(struct client *c)
-{
-  if (c->dirty)
-    flush(c);
-}
 void client_deliver(struct client *c, const struct message *m)
 {
   if (c->state != CLIENT_OPEN || msgpos_cmp(m->pos, c->after) <= 0)
     return;
   STAT_ADD(c->cs->stats->deliveries, 1);
-  enqueue(c, m->frame);
+  client_enqueue(c, m->frame);
 }
 
 static void replay_one(struct message *m, void *arg)
@@ -262,7 +63,7 @@ static void replay_one(struct message *m, void *arg)
   struct client *c = arg;
   if (c->state == CLIENT_OPEN && hub_sub_matches(c->sub, m)) {
     STAT_ADD(c->cs->stats->replayed, 1);
-    enqueue(c, m->frame);
+    client_enqueue(c, m->frame);
   }
 }
 
@@ -273,7 +74,7 @@ static void send_control(struct client *c, const char *id, const char *event, co
     client_close(c, "error");
     return;
   }
-  enqueue(c, f);
+  client_enqueue(c, f);
   frame_unref(f);
 }
 
@@ -385,7 +186,7 @@ int client_open(struct clients *cs, struct client_params *p)
     goto err;
   c->cs = cs;
   c->fd = -1;
-  c->ev = event_new(cs->base, -1, 0, on_io, c); /* assigned to the socket below */
+  c->ev = event_new(cs->base, -1, 0, client_on_io, c); /* assigned to the socket below */
   if (!c->ev)
     goto err;
   snprintf(c->id, sizeof(c->id), "%d-%llu", cs->index, (unsigned long long)++cs->next_client_id);
@@ -425,12 +226,19 @@ int client_open(struct clients *cs, struct client_params *p)
 
   /* Take the connection over from the transport (nothing can fail after
    * this). */
-  if ((c->fd = p->take(p->take_arg)) < 0) {
-    rc = errno == EMFILE || errno == ENFILE ? -4 : -1;
-    goto err;
+  if (p->io) {
+    if (p->io->open(p->io_arg, c) != 0)
+      goto err;
+    c->io = p->io;
+    c->io_arg = p->io_arg;
+  } else {
+    if ((c->fd = p->take(p->take_arg)) < 0) {
+      rc = errno == EMFILE || errno == ENFILE ? -4 : -1;
+      goto err;
+    }
+    event_assign(c->ev, cs->base, c->fd, EV_READ | EV_PERSIST, client_on_io, c);
+    event_add(c->ev, NULL);
   }
-  event_assign(c->ev, cs->base, c->fd, EV_READ | EV_PERSIST, on_io, c);
-  event_add(c->ev, NULL);
   /* The transport's head (the HTTP answer's status and headers), then the
    * stream's first field. */
   char retry[48];
@@ -441,7 +249,7 @@ int client_open(struct clients *cs, struct client_params *p)
   struct frame *hf = frame_new(first, p->head_len + (size_t)rl);
   free(first);
   if (hf)
-    enqueue(c, hf);
+    client_enqueue(c, hf);
   frame_unref(hf);
   c->last_write = cs->now = now_cached(cs);
 
@@ -552,8 +360,12 @@ void client_free(struct client *c)
   if (c->expiry)
     event_free(c->expiry);
   event_free(c->ev);
+  int drained = c->out.bytes == 0 && c->drained;
   outq_clear(&c->out);
-  close(c->fd);
+  if (c->io)
+    c->io->close(c->io_arg, drained);
+  else
+    close(c->fd);
   for (size_t i = 0; i < c->nchannels; i++)
     free(c->channels[i]);
   free(c->channels);
@@ -567,7 +379,7 @@ void client_free(struct client *c)
 size_t client_tick(struct client *c, double now, double interval)
 {
   if (c->state == CLIENT_OPEN && now - c->last_write >= interval) {
-    enqueue(c, sse_ping_frame());
+    client_enqueue(c, sse_ping_frame());
     c->last_write = now;
   }
   return c->out.bytes;
@@ -595,3 +407,13 @@ void clients_send(struct clients *cs, const struct message *m)
 }
 
 struct client *client_next(const struct client *c) { return c->next; }
+
+struct outq *client_queue(struct client *c) { return &c->out; }
+
+void client_io_ready(struct client *c)
+{
+  if (c->state != CLIENT_CLOSED && c->out.bytes > 0) {
+    c->dirty = 1;
+    client_flush_one(c);
+  }
+}

@@ -59,6 +59,23 @@ struct clients {
  * status page's events, which have no position). */
 void clients_send(struct clients *cs, const struct message *m);
 
+/* A stream whose transport is not a socket of its own (HTTP/1.1 over TLS,
+ * an HTTP/2 stream): the transport takes output from the client's queue
+ * when it can, and says when it can take more (client_io_ready) or the
+ * peer went away (client_close). */
+struct outq;
+struct stream_io_ops {
+  /* the stream is sure to open (nothing fails after this): send the
+   * answer's head; 0, or -1 when that is impossible */
+  int (*open)(void *arg, struct client *c);
+  /* output was queued in q: take what can go now. Bytes taken (>= 0), or
+   * -1 when the transport is gone. */
+  long (*write)(void *arg, struct outq *q);
+  /* the client is being freed: drained when it closed on purpose once its
+   * last frame was taken (end the stream cleanly), else reset it */
+  void (*close)(void *arg, int drained);
+};
+
 struct client_params {
   char *user_id, *role;   /* ownership passes to the client */
   char **channels;        /* ownership passes to the client */
@@ -74,6 +91,9 @@ struct client_params {
   size_t head_len;
   int (*take)(void *arg);
   void *take_arg;
+  /* or a transport of its own (then head and take are not used) */
+  const struct stream_io_ops *io;
+  void *io_arg;
 };
 
 /* Opens a stream. 0 on success (the client now owns the socket and p's
@@ -97,6 +117,10 @@ void client_deliver(struct client *c, const struct message *m);
  * the bytes queued for the client. */
 size_t client_tick(struct client *c, double now, double interval);
 struct client *client_next(const struct client *c);
+/* For stream_io_ops transports: the client's queue (the frames not yet
+ * taken), and "the transport can take more now". */
+struct outq *client_queue(struct client *c);
+void client_io_ready(struct client *c);
 /* Writes the queued output of up to max clients from the FIFO (one
  * io_uring submission for the slice, or one writev each), closing as
  * `slow` those whose unwritten queue then passes --max-queue. Returns

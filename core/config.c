@@ -80,6 +80,11 @@ static const struct option_desc options[] = {
     {"request-timeout", "SECONDS", K_DOUBLE, F(request_timeout), 0, 0.1, 3600, RESTART, NULL, NULL, "10", "seconds to send a whole request, counted from accept or the previous answer (also the keep-alive idle time)"},
     {"busy-retry-min", "MS", K_LONG, F(busy_retry_min), 0, 0, 3600000, CUSTOM, apply_busy_retry, "busy_retry", "1000", "a stream refused for capacity or readiness gets retry: drawn from MIN..MAX ms"},
     {"busy-retry-max", "MS", K_LONG, F(busy_retry_max), 0, 0, 3600000, CUSTOM, apply_busy_retry, "busy_retry", "10000", "upper bound of that retry: in ms"},
+    {"tls-cert", "FILE", K_STR, F(tls_cert), 0, 0, 0, RESTART, NULL, "tls", NULL, "PEM certificate (chain) for TLS on every --listen address (SIGHUP re-reads it; off by default)"},
+    {"tls-key", "FILE", K_STR, F(tls_key), 0, 0, 0, RESTART, NULL, "tls", NULL, "PEM private key of --tls-cert (SIGHUP re-reads it)"},
+    {"plain-listen", "ADDR:PORT", K_LIST, F(plain_listen), F(nplain_listen), 0, 0, RESTART, NULL, NULL, NULL, "a listener without TLS beside TLS ones, e.g. loopback for publishers (repeatable)"},
+    {"h2-max-streams", "N", K_LONG, F(h2_max_streams), 0, 1, 100000, LIVE, NULL, NULL, "128", "concurrent HTTP/2 streams per connection (new connections)"},
+    {"no-http2", NULL, K_FLAG, F(no_http2), 0, 0, 0, RESTART, NULL, NULL, NULL, "speak HTTP/1.1 only: no h2 in ALPN, no h2c"},
     {"trusted-proxy", "CIDR", K_LIST, F(trusted_proxy), F(ntrusted_proxy), 0, 0, RESTART, NULL, NULL, NULL, "a proxy whose PROXY protocol header or X-Forwarded-For names the client (repeatable; none by default)"},
     {"idempotency-window", "SECONDS", K_DOUBLE, F(idem_window), 0, 1, 86400, RESTART, NULL, "idempotency", "300", "seconds a publish's Idempotency-Key is remembered"},
     {"idempotency-keys", "N", K_LONG, F(idem_keys), 0, 1, 10000000, RESTART, NULL, "idempotency", "100000", "most Idempotency-Keys one node remembers (oldest forgotten first)"},
@@ -310,6 +315,10 @@ int config_validate(struct config *c, char *err, size_t errlen)
   }
   if (c->nlisten == 0) {
     snprintf(err, errlen, "--listen: at least one address is needed");
+    return -1;
+  }
+  if (!c->tls_cert != !c->tls_key) {
+    snprintf(err, errlen, "--tls-cert and --tls-key go together: give both, or neither");
     return -1;
   }
   return 0;
@@ -563,7 +572,7 @@ long config_connection_room(const struct config *c, long open_files)
    * descriptor, an eventfd, a spare socket and the listeners, files opened
    * for a moment (scripts, browser assets), and the refusals answered past
    * the limit. */
-  long reserve = 32 + c->workers * (4 + c->nlisten) + CONFIG_ANSWERED_REFUSALS;
+  long reserve = 32 + c->workers * (4 + c->nlisten + c->nplain_listen) + CONFIG_ANSWERED_REFUSALS;
   return open_files - reserve;
 }
 

@@ -46,6 +46,13 @@ struct config {
    * keys a single node keeps */
   _Atomic double idem_window;
   _Atomic long idem_keys;
+  /* TLS on every --listen address (both set, or neither), and plain
+   * listeners beside them; HTTP/2 */
+  _Atomic(const char *) tls_cert, tls_key;
+  const char *plain_listen[CONFIG_MAX_LIST];
+  int nplain_listen;
+  _Atomic long h2_max_streams;
+  _Atomic int no_http2;
   _Atomic int check, help, version, access_log, no_io_uring;
   int publish_key_generated;
   /* which options the command line set (bit per option index) */

@@ -12,10 +12,11 @@ struct evhttp_request;
 struct evconnlistener;
 struct conns;
 
-/* Starts watching the connections http accepts for w. NULL on OOM. */
-struct conns *conns_new(struct front *f, struct evhttp *http);
-/* Call after evhttp_free() of the same http (its connections are gone by
- * then); releases the rest. NULL is fine. */
+/* Starts watching the connections the worker's evhttps accept: plain
+ * listeners' and TLS listeners' (tls NULL when none). NULL on OOM. */
+struct conns *conns_new(struct front *f, struct evhttp *plain, struct evhttp *tls);
+/* Call after evhttp_free() of the same evhttps (their connections are gone
+ * by then); releases the rest. NULL is fine. */
 void conns_free(struct conns *cs);
 /* Pauses l for a moment when accept() fails (EMFILE...) instead of letting
  * libevent retry it at once, forever. */
@@ -38,5 +39,8 @@ const char *conns_peer(struct conns *cs, struct evhttp_request *req, unsigned *p
  * callback belongs to this file). */
 void conns_when_answered(struct conns *cs, struct evhttp_request *req,
                          void (*fn)(struct evhttp_request *, void *));
+/* req's connection became a stream that stays in evhttp's hands (over
+ * TLS): it no longer counts as a connection (the stream counts). */
+void conns_stream_kept(struct conns *cs, struct evhttp_request *req);
 
 #endif

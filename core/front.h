@@ -13,6 +13,7 @@ struct evhttp;
 struct evhttp_bound_socket;
 struct conns;
 struct takeover;
+struct h2conn;
 struct clients;
 
 struct front {
@@ -22,10 +23,13 @@ struct front {
   struct worker_stats *stats;
   struct clients *streams;
   int index;
-  struct evhttp *http;
-  struct conns *conns; /* HTTP/1.1 connections, see conn.c */
+  struct evhttp *http;  /* plain listeners' (HTTP/1.1; h2c goes to h2.c) */
+  struct evhttp *https; /* TLS listeners' (NULL without --tls-cert) */
+  struct conns *conns;  /* HTTP/1.1 connections, see conn.c */
+  struct h2conn *h2;    /* HTTP/2 connections, see h2.c */
   struct takeover *takeover; /* streams' sockets out of evhttp */
-  struct evhttp_bound_socket *bound[CONFIG_MAX_LIST];
+  struct evhttp_bound_socket *bound[2 * CONFIG_MAX_LIST];
+  struct evhttp *bound_http[2 * CONFIG_MAX_LIST]; /* which evhttp each is bound to */
   int nbound;
   double status_sent; /* when the status page's stream last got an event */
 };

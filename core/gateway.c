@@ -18,6 +18,7 @@
 #include "log.h"
 #include "publisher.h"
 #include "ring.h"
+#include "tls.h"
 #include "worker.h"
 
 static void host_log(void *ud, int level, const char *msg, size_t len)
@@ -112,6 +113,8 @@ int gateway_init(struct gateway *gw, struct config *cfg, const struct worker_fro
     fprintf(stderr, "tinysse: no --publish-key or TINYSSE_PUBLISH_KEY given; the publish key for this run is %s\n",
             gw->publish_key);
   }
+  if (cfg->tls_cert && !(gw->tls = tls_new(cfg, err, errlen)))
+    return -1;
   if (cfg->redis && !(gw->cluster = cluster_new(gw, err, errlen)))
     return -1;
   /* Local ids are "<epoch>-<n>"; a cluster's are Redis's own. */
@@ -148,6 +151,7 @@ void gateway_teardown(struct gateway *gw)
   ring_free(gw->ring);
   idem_free(gw->idem);
   cluster_free(gw->cluster);
+  tls_free(gw->tls);
   hub_free(gw->presence);
   hub_free(gw->peers);
   hub_free(gw->conn_peers);

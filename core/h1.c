@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -22,6 +24,7 @@
 #include "client.h"
 #include "conn.h"
 #include "front.h"
+#include "h2.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "request.h"
@@ -29,6 +32,7 @@
 #include "status.h"
 #include "stream.h"
 #include "takeover.h"
+#include "tlsstream.h"
 
 static struct evhttp_request *ev(const struct request *r) { return r->impl; }
 
@@ -126,6 +130,13 @@ static int op_open_stream(struct request *r, struct client_params *p)
     hl += (size_t)n;
   }
   hl += (size_t)snprintf(head + hl, sizeof(head) - hl, "\r\n");
+  struct bufferevent *bev = evhttp_connection_get_bufferevent(evhttp_request_get_connection(ev(r)));
+  if (bufferevent_openssl_get_ssl(bev)) {
+    int rc = tlsstream_open(f->streams, ev(r), head, hl, p);
+    if (rc == 0)
+      conns_stream_kept(f->conns, ev(r));
+    return rc;
+  }
   struct take t = {f->takeover, ev(r)};
   p->head = head;
   p->head_len = hl;
@@ -231,10 +242,6 @@ static struct evhttp *make_evhttp(struct front *f)
   struct evhttp *http = evhttp_new(f->base);
   if (!http)
     return NULL;
-  if (!(f->conns = conns_new(f, http))) {
-    evhttp_free(http);
-    return NULL;
-  }
   evhttp_set_gencb(http, on_request, f);
   evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
@@ -253,44 +260,60 @@ static struct evhttp *make_evhttp(struct front *f)
   return http;
 }
 
-static int bind_listeners(struct front *f, char *err, size_t errlen)
+/* Binds each address of list (option name opt) to http. */
+static int bind_list(struct front *f, struct evhttp *http, const char *const *list, int n,
+                     const char *opt, char *err, size_t errlen)
 {
-  struct config *cfg = f->gw->cfg;
   unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC;
   if (f->gw->nworkers > 1)
     flags |= LEV_OPT_REUSEABLE_PORT;
-  for (int i = 0; i < cfg->nlisten; i++) {
+  for (int i = 0; i < n; i++) {
     struct sockaddr_storage ss;
     int len = sizeof(ss);
-    if (evutil_parse_sockaddr_port(cfg->listen[i], (struct sockaddr *)&ss, &len) != 0 ||
-        strchr(cfg->listen[i], ':') == NULL) {
-      snprintf(err, errlen, "--listen: expected ADDR:PORT (e.g. 127.0.0.1:8080), got '%s'",
-               cfg->listen[i]);
+    if (evutil_parse_sockaddr_port(list[i], (struct sockaddr *)&ss, &len) != 0 ||
+        strchr(list[i], ':') == NULL) {
+      snprintf(err, errlen, "%s: expected ADDR:PORT (e.g. 127.0.0.1:8080), got '%s'", opt,
+               list[i]);
       return -1;
     }
     struct evconnlistener *l =
         evconnlistener_new_bind(f->base, NULL, NULL, flags, 4096, (struct sockaddr *)&ss, len);
     if (!l) {
-      snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen[i], strerror(errno));
+      snprintf(err, errlen, "cannot listen on %s: %s", list[i], strerror(errno));
       return -1;
     }
-    struct evhttp_bound_socket *b = evhttp_bind_listener(f->http, l);
+    struct evhttp_bound_socket *b = evhttp_bind_listener(http, l);
     if (!b) {
       evconnlistener_free(l);
-      snprintf(err, errlen, "cannot serve HTTP on %s", cfg->listen[i]);
+      snprintf(err, errlen, "cannot serve HTTP on %s", list[i]);
       return -1;
     }
     conns_watch_listener(f->conns, l);
-    f->bound[f->nbound++] = b;
+    f->bound[f->nbound] = b;
+    f->bound_http[f->nbound++] = http;
   }
   return 0;
+}
+
+/* --listen speaks TLS when there is a certificate; --plain-listen never. */
+static int bind_listeners(struct front *f, char *err, size_t errlen)
+{
+  struct config *cfg = f->gw->cfg;
+  struct evhttp *primary = f->https ? f->https : f->http;
+  if (bind_list(f, primary, cfg->listen, cfg->nlisten, "--listen", err, errlen) != 0)
+    return -1;
+  return bind_list(f, f->http, cfg->plain_listen, cfg->nplain_listen, "--plain-listen", err,
+                   errlen);
 }
 
 static void front_close(void *arg)
 {
   struct front *f = arg;
+  h2_close_all(f); /* before evhttp, which holds their connections */
   if (f->http)
     evhttp_free(f->http); /* closes its connections, idle keep-alive ones too */
+  if (f->https)
+    evhttp_free(f->https);
   takeover_free(f->takeover);
   conns_free(f->conns);
   free(f);
@@ -307,7 +330,11 @@ static void *front_open(struct worker *w, char *err, size_t errlen)
     front_close(f);
     return NULL;
   }
-  if (!(f->http = make_evhttp(f))) {
+  f->http = make_evhttp(f);
+  if (f->gw->tls)
+    f->https = make_evhttp(f);
+  if (!f->http || (f->gw->tls && !f->https) ||
+      !(f->conns = conns_new(f, f->http, f->https))) {
     snprintf(err, errlen, "out of memory");
     front_close(f);
     return NULL;
@@ -323,8 +350,9 @@ static void front_stop_accepting(void *arg)
 {
   struct front *f = arg;
   for (int i = 0; i < f->nbound; i++)
-    evhttp_del_accept_socket(f->http, f->bound[i]);
+    evhttp_del_accept_socket(f->bound_http[i], f->bound[i]);
   f->nbound = 0;
+  h2_stop_accepting(f); /* GOAWAY: no new streams on open connections */
 }
 
 static void front_tick(void *arg, double now) { status_tick(arg, now); }

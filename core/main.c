@@ -18,6 +18,7 @@
 #include "hub.h"
 #include "idem.h"
 #include "log.h"
+#include "tls.h"
 #include "publisher.h"
 #include "ring.h"
 #include "front.h"
@@ -79,6 +80,15 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
   (void)what;
   struct gateway *gw = arg;
   char err[1024], q[1100];
+  /* A renewed certificate serves new handshakes; open connections keep
+   * theirs. A bad pair is reported and the old one kept. */
+  if (gw->tls) {
+    if (tls_reload(gw->tls, err, sizeof(err)) == 0)
+      log_event(LOG_INFO, "tls_reloaded", "cert=%s", gw->cfg->tls_cert);
+    else
+      log_event(LOG_ERROR, "tls_reload_failed", "keeping=old error=%s",
+                log_quote(q, sizeof(q), err));
+  }
   /* Check the new script once here; workers then each load their own. */
   struct script *s = script_load(gw->cfg->script, &gw->limits, &gw->module_host, NULL, err, sizeof(err));
   if (!s) {

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <sys/uio.h>
 
+#include <event2/buffer.h>
+
 #include "sse.h"
 
 #define OUTQ_IOV 64      /* frames per writev */
@@ -112,4 +114,20 @@ void outq_clear(struct outq *q)
   q->slots = NULL;
   q->head = q->n = q->cap = q->off = 0;
   q->bytes = 0;
+}
+
+long outq_move(struct outq *q, size_t len, struct evbuffer *out, int copy)
+{
+  size_t moved = 0;
+  while (moved < len && q->n > 0) {
+    struct frame *f = q->slots[q->head];
+    size_t left = f->len - q->off, n = len - moved < left ? len - moved : left;
+    int rc = !copy && q->off == 0 && n == f->len ? frame_add_to(f, out)
+                                                 : evbuffer_add(out, f->data + q->off, n);
+    if (rc != 0)
+      break;
+    outq_consume(q, n);
+    moved += n;
+  }
+  return (long)moved;
 }

@@ -10,6 +10,7 @@
 
 struct frame;
 struct iovec;
+struct evbuffer;
 
 struct outq {
   struct frame **slots; /* circular; cap is a power of two */
@@ -28,6 +29,10 @@ long outq_write(struct outq *q, int fd);
 int outq_iov(const struct outq *q, struct iovec *iov, int max, size_t *offered);
 /* Drops `written` bytes from the front (after a write the caller made). */
 void outq_consume(struct outq *q, size_t written);
+/* Moves up to len bytes from the front to out: whole frames by reference
+ * (no copy) unless copy is set, a part of a frame by copy. Returns the
+ * bytes moved (fewer only when memory ran out). */
+long outq_move(struct outq *q, size_t len, struct evbuffer *out, int copy);
 /* Empties the queue without releasing its frames (they may still be read by
  * a send the kernel has not finished; see uring.c). */
 void outq_abandon(struct outq *q);

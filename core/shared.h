@@ -17,6 +17,7 @@
 #include "proxyproto.h"
 
 struct hub;
+struct tls;
 struct ring;
 struct message;
 struct cluster;
@@ -82,6 +83,7 @@ struct gateway {
   /* --trusted-proxy, parsed */
   struct proxy_cidr trusted[CONFIG_MAX_LIST];
   size_t ntrusted;
+  struct tls *tls; /* --tls-cert's server context, NULL without TLS */
 };
 
 /* Where the broker hands messages: push queues m (taking a reference)

@@ -1,7 +1,7 @@
 -- The layout rules of the core, checked on the source tree (run by ctest
 -- as layout_layers): no include cycle among the modules of core/ and lua/
 -- (a module is x.c + x.h; an include of "y.h" from either makes x depend
--- on y), no C source file there over 600 lines, and every file opens with
+-- on y; a private header x_impl.h is part of module x), no C source file there over 600 lines, and every file opens with
 -- a comment saying what it is for. Prints the offenders and exits 1.
 local root = arg[1] or "."
 local MAX_LINES = 600
@@ -19,12 +19,13 @@ end
 local deps, problems = {}, {}
 for _, dir in ipairs({ "core", "lua" }) do
   for _, path in ipairs(files(dir)) do
-    local module = path:match("([^/]+)%.[ch]$")
+    local module = path:match("([^/]+)%.[ch]$"):gsub("_impl$", "")
     deps[module] = deps[module] or {}
     local f = assert(io.open(root .. "/" .. path))
     local text = f:read("a")
     f:close()
     for inc in text:gmatch('#include "([%w_]+)%.h"') do
+      inc = inc:gsub("_impl$", "")
       if inc ~= module then deps[module][inc] = true end
     end
     local lines = select(2, text:gsub("\n", "\n"))
