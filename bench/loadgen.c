@@ -33,7 +33,21 @@
  *
  * --sync: print "READY ..." once streams are open and wait for SIGUSR1 before
  * publishing; print RESULT and wait for SIGUSR1 again before closing, so a
- * driver can sample the server in between (each wait ends after 120 s). */
+ * driver can sample the server in between (each wait ends after 120 s).
+ *
+ * --tls: the streams speak TLS (OpenSSL, TLS 1.2 or 1.3, ALPN "http/1.1", no
+ * certificate verification: loopback with a self-signed certificate, no
+ * session resumption). A connect is TCP + the full handshake + the response
+ * headers, so the connect rate is new TLS connections opening a stream per
+ * second. Streams are read with SSL_read (read-ahead: one read() takes all
+ * the records that arrived), not with the io_uring batch. Publishers stay
+ * plain HTTP/1.1 and need --pub-port (a plain listener of the same server).
+ *
+ * --h2 (TLS, ALPN "h2") or --h2c (plain, prior knowledge): the streams are
+ * HTTP/2 streams, --streams-per-conn K of them on each connection (nghttp2's
+ * client session; the DATA frames go through the same SSE parser; windows
+ * like a browser's: 6 MiB per stream, 15 MiB per connection). --window then
+ * counts connections in flight. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -54,8 +68,11 @@
 #ifdef TINYSSE_HAVE_URING
 #include <liburing.h>
 #endif
+#include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/ssl.h>
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -70,6 +87,7 @@ static int port = 8080, pub_port; /* pub_port 0: the same as port */
 static int nclients = 1000, nmessages = 100, payload = 64, npublishers = 1, kchannels = 1;
 static int nsources = 1, window = 512, sync_mode;
 static int no_uring;
+static int use_tls, h2_mode, streams_per_conn = 1, tls_version; /* h2_mode: 1 h2 over TLS, 2 h2c */
 static double rate, timeout_s = 120, quiet_s = 3, connect_timeout_s = 60;
 static const char *key = "", *token_prefix = "b", *jwt_secret, *channel = "c0";
 
@@ -130,7 +148,7 @@ static double hist_pct(double p)
 }
 
 /* ---- clients ---- */
-enum { C_IDLE, C_CONNECTING, C_HEADERS, C_STREAM, C_DONE };
+enum { C_IDLE, C_CONNECTING, C_HEADERS, C_STREAM, C_DONE, C_TLS };
 enum { S_BOL, S_SKIP, S_DATA, S_NUM };            /* SSE parser */
 enum { K_SIZE, K_EXT, K_DATA, K_CRLF, K_END };    /* chunked decoder */
 
@@ -144,6 +162,23 @@ struct client {
   uint32_t hlen;
   uint32_t got;
   uint8_t queued; /* waiting for the batched read (rb_*) */
+  uint8_t evw;    /* events c->ev waits for (tls_step), 0: not persistent */
+  uint16_t hstatus; /* HTTP/2: the response's :status */
+  int32_t sid;      /* HTTP/2: the stream's id */
+  SSL *ssl;       /* --tls (HTTP/1.1) */
+  struct h2conn *hc; /* --h2: the connection this stream is on */
+};
+
+/* --h2/--h2c: one connection carries clients[first .. first + n) */
+struct h2conn {
+  int fd;
+  struct event *ev;
+  SSL *ssl;
+  nghttp2_session *s;
+  uint8_t phase, evw, closing;
+  int first, n, pending; /* pending: streams not answered yet */
+  char *out;             /* bytes nghttp2 produced that the socket did not take yet */
+  size_t outlen, outoff;
 };
 
 static struct event_base *base;
@@ -158,15 +193,143 @@ static char rbuf[1 << 16];
 
 static void finish(const char *why);
 static double cpu_s(void);
-static double cpu_pub0;
+static double cpu_pub0, cpu_connect0, connect_busy; /* connect_busy: CPU share while connecting */
 static void start_publishing(void);
 static void connect_more(void);
+
+/* ---- TLS ---- */
+static SSL_CTX *tls_ctx;
+static char tls_seen[160]; /* protocol, cipher and ALPN of the first handshake */
+
+static int tls_accept_any(X509_STORE_CTX *ctx, void *arg)
+{
+  return 1;
+}
+
+static void tls_init(void)
+{
+  tls_ctx = SSL_CTX_new(TLS_client_method());
+  if (!tls_ctx) {
+    fprintf(stderr, "loadgen: SSL_CTX_new failed\n");
+    exit(1);
+  }
+  SSL_CTX_set_min_proto_version(tls_ctx, tls_version ? tls_version : TLS1_2_VERSION);
+  SSL_CTX_set_max_proto_version(tls_ctx, tls_version ? tls_version : TLS1_3_VERSION);
+  SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+  /* no chain building either (SSL_VERIFY_NONE alone still runs it) */
+  SSL_CTX_set_cert_verify_callback(tls_ctx, tls_accept_any, NULL);
+  SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
+  /* one read() takes every record that arrived, not a header then a body */
+  SSL_CTX_set_read_ahead(tls_ctx, 1);
+  SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  static const unsigned char alpn_h1[] = "\x08http/1.1", alpn_h2[] = "\x02h2";
+  int rc = h2_mode ? SSL_CTX_set_alpn_protos(tls_ctx, alpn_h2, sizeof(alpn_h2) - 1)
+                   : SSL_CTX_set_alpn_protos(tls_ctx, alpn_h1, sizeof(alpn_h1) - 1);
+  if (rc != 0) {
+    fprintf(stderr, "loadgen: SSL_CTX_set_alpn_protos failed\n");
+    exit(1);
+  }
+}
+
+/* (Re)arms a persistent event for what (EV_READ and/or EV_WRITE). */
+static void arm(struct event *ev, uint8_t *cur, int fd, short what, event_callback_fn cb, void *arg)
+{
+  if (*cur == (uint8_t)what)
+    return;
+  event_del(ev);
+  event_assign(ev, base, fd, what | EV_PERSIST, cb, arg);
+  event_add(ev, NULL);
+  *cur = (uint8_t)what;
+}
+
+static void tls_error(const char *what, SSL *ssl, int rc)
+{
+  static int shown;
+  if (shown++ >= 3)
+    return;
+  int e = SSL_get_error(ssl, rc);
+  unsigned long le = ERR_peek_last_error();
+  char buf[256] = "";
+  if (le)
+    ERR_error_string_n(le, buf, sizeof(buf));
+  fprintf(stderr, "loadgen: TLS %s failed: SSL error %d%s%s%s\n", what, e, buf[0] ? " (" : "", buf,
+          buf[0] ? ")" : e == SSL_ERROR_SYSCALL ? " (connection closed)" : "");
+  ERR_clear_error();
+}
+
+/* One step of a client handshake: 1 done, 0 waiting (the event is armed for
+ * what OpenSSL wants), -1 failed. */
+static int tls_step(SSL *ssl, struct event *ev, uint8_t *evw, int fd, event_callback_fn cb, void *arg)
+{
+  int r = SSL_do_handshake(ssl);
+  if (r == 1) {
+    if (!tls_seen[0]) {
+      const unsigned char *a = NULL;
+      unsigned al = 0;
+      SSL_get0_alpn_selected(ssl, &a, &al);
+      snprintf(tls_seen, sizeof(tls_seen), "tls=%s cipher=%s alpn=%.*s", SSL_get_version(ssl),
+               SSL_get_cipher_name(ssl), al ? (int)al : 1, al ? (const char *)a : "-");
+    }
+    return 1;
+  }
+  int e = SSL_get_error(ssl, r);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    arm(ev, evw, fd, e == SSL_ERROR_WANT_READ ? EV_READ : EV_WRITE, cb, arg);
+    return 0;
+  }
+  tls_error("handshake", ssl, r);
+  return -1;
+}
+
+/* Reads what the socket (or OpenSSL's buffer) has: > 0 bytes, 0 nothing
+ * now, -1 closed or failed. */
+static ssize_t io_read(SSL *ssl, int fd, char *buf, size_t len)
+{
+  if (!ssl) {
+    ssize_t n = read(fd, buf, len);
+    if (n > 0)
+      return n;
+    return n < 0 && (errno == EAGAIN || errno == EINTR) ? 0 : -1;
+  }
+  int n = SSL_read(ssl, buf, (int)len);
+  if (n > 0)
+    return n;
+  int e = SSL_get_error(ssl, n);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+    return 0;
+  ERR_clear_error();
+  return -1;
+}
+
+/* Writes: bytes taken, 0 would block (an SSL_write must then be retried with
+ * the same bytes), -1 failed. */
+static ssize_t io_write(SSL *ssl, int fd, const void *buf, size_t len)
+{
+  if (!ssl) {
+    ssize_t w = write(fd, buf, len);
+    if (w >= 0)
+      return w;
+    return errno == EAGAIN || errno == EINTR ? 0 : -1;
+  }
+  int w = SSL_write(ssl, buf, (int)len);
+  if (w > 0)
+    return w;
+  int e = SSL_get_error(ssl, w);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+    return 0;
+  tls_error("write", ssl, w);
+  return -1;
+}
 
 static void client_close(struct client *c, int failed)
 {
   if (c->ev) {
     event_free(c->ev);
     c->ev = NULL;
+  }
+  if (c->ssl) {
+    SSL_free(c->ssl);
+    c->ssl = NULL;
   }
   if (c->fd >= 0)
     close(c->fd);
@@ -176,7 +339,7 @@ static void client_close(struct client *c, int failed)
   if (c->phase == C_STREAM) {
     nopen--;
     nclosed++;
-  } else if (c->phase == C_CONNECTING || c->phase == C_HEADERS) {
+  } else if (c->phase == C_CONNECTING || c->phase == C_TLS || c->phase == C_HEADERS) {
     nconnecting--;
     if (failed)
       nfailed++;
@@ -316,22 +479,30 @@ static void on_client(evutil_socket_t fd, short what, void *arg);
 
 static int make_token(int i, char *out, size_t outlen);
 
-static void client_send_request(struct client *c, int i)
+/* The stream request's path for client i. */
+static int client_path(int i, char *path, size_t size)
 {
-  char tok[1024], req[4096], path[2048];
+  char tok[1024];
   int len;
   if (target == T_TINYSSE) {
     make_token(i, tok, sizeof(tok));
-    snprintf(path, sizeof(path), "/events?token=%s&k=%d", tok, kchannels);
-  } else {
-    len = snprintf(path, sizeof(path), "/sub/c0");
-    for (int k = 1; k < kchannels && len < (int)sizeof(path) - 16; k++)
-      len += snprintf(path + len, sizeof(path) - (size_t)len, ",c%d", k);
+    return snprintf(path, size, "/events?token=%s&k=%d", tok, kchannels);
   }
+  len = snprintf(path, size, "/sub/c0");
+  for (int k = 1; k < kchannels && len < (int)size - 16; k++)
+    len += snprintf(path + len, size - (size_t)len, ",c%d", k);
+  return len;
+}
+
+static void client_send_request(struct client *c, int i)
+{
+  char req[4096], path[2048];
+  int len;
+  client_path(i, path, sizeof(path));
   len = snprintf(req, sizeof(req),
                  "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n\r\n", path,
                  host, port);
-  ssize_t w = write(c->fd, req, (size_t)len);
+  ssize_t w = c->ssl ? io_write(c->ssl, c->fd, req, (size_t)len) : write(c->fd, req, (size_t)len);
   if (w != len) {
     client_close(c, 1);
     return;
@@ -340,6 +511,7 @@ static void client_send_request(struct client *c, int i)
   event_del(c->ev);
   event_assign(c->ev, base, c->fd, EV_READ | EV_PERSIST, on_client, c);
   event_add(c->ev, NULL);
+  c->evw = EV_READ;
 }
 
 static void client_headers(struct client *c, const char *p, size_t n)
@@ -479,9 +651,60 @@ static void on_client(evutil_socket_t fd, short what, void *arg)
       connect_more();
       return;
     }
-    client_send_request(c, i);
+    if (!tls_ctx) {
+      client_send_request(c, i);
+      if (c->phase == C_DONE)
+        connect_more();
+      return;
+    }
+    c->ssl = SSL_new(tls_ctx);
+    if (!c->ssl || !SSL_set_fd(c->ssl, fd)) {
+      client_close(c, 1);
+      connect_more();
+      return;
+    }
+    SSL_set_connect_state(c->ssl);
+    c->phase = C_TLS;
+  }
+  if (c->phase == C_TLS) {
+    int r = tls_step(c->ssl, c->ev, &c->evw, fd, on_client, c);
+    if (r == 0)
+      return;
+    if (r > 0)
+      client_send_request(c, i);
+    else
+      client_close(c, 1);
     if (c->phase == C_DONE)
       connect_more();
+    return;
+  }
+  if (c->ssl) {
+    /* SSL_read until OpenSSL holds no more read-ahead bytes: what is still
+     * in the socket makes epoll report the stream again */
+    for (;;) {
+      ssize_t n = io_read(c->ssl, fd, rbuf, sizeof(rbuf));
+      if (n == 0)
+        break;
+      if (n < 0) {
+        int was_stream = c->phase == C_STREAM;
+        client_close(c, 1);
+        if (!was_stream)
+          connect_more();
+        break;
+      }
+      now_cached = now_us();
+      if (c->phase == C_HEADERS) {
+        client_headers(c, rbuf, (size_t)n);
+        if (c->phase != C_HEADERS)
+          connect_more();
+      } else {
+        body_feed(c, rbuf, (size_t)n);
+      }
+      if (c->phase == C_DONE || !SSL_has_pending(c->ssl))
+        break;
+    }
+    if (expected && received >= expected)
+      finish("complete");
     return;
   }
   ssize_t n = read(fd, rbuf, sizeof(rbuf));
@@ -538,9 +761,9 @@ static void client_start(int i)
   nconnecting++;
   c->ev = event_new(base, c->fd, EV_WRITE, on_client, c);
   int rc = connect(c->fd, (struct sockaddr *)&dst, sizeof(dst));
-  if (rc == 0) {
+  if (rc == 0 && !tls_ctx) {
     client_send_request(c, i);
-  } else if (errno == EINPROGRESS) {
+  } else if (rc == 0 || errno == EINPROGRESS) {
     event_add(c->ev, NULL);
   } else {
     static int shown;
@@ -550,12 +773,411 @@ static void client_start(int i)
   }
 }
 
+/* ---- HTTP/2 (--h2, --h2c) ---- */
+#define H2_STREAM_WINDOW (6 << 20) /* like a browser's */
+#define H2_CONN_WINDOW (15 << 20)
+#if NGHTTP2_VERSION_NUM >= 0x013c00
+#define h2_mem_send nghttp2_session_mem_send2
+#define h2_mem_recv nghttp2_session_mem_recv2
+#define h2_ssize nghttp2_ssize
+#else
+#define h2_mem_send nghttp2_session_mem_send
+#define h2_mem_recv nghttp2_session_mem_recv
+#define h2_ssize ssize_t
+#endif
+static struct h2conn *h2conns;
+static int h2_started, h2_connecting; /* connections started; with streams not answered yet */
+static nghttp2_session_callbacks *h2_cbs;
+
+static void on_h2(evutil_socket_t fd, short what, void *arg);
+
+/* A stream of h got its answer (or failed): the connection leaves the
+ * connecting window once all of them did. */
+static void h2_answered(struct h2conn *h)
+{
+  if (h->pending > 0 && --h->pending == 0) {
+    h2_connecting--;
+    connect_more();
+  }
+}
+
+static void h2_stream_failed(struct client *c, const char *why, int code)
+{
+  static int shown;
+  if (shown++ < 3)
+    fprintf(stderr, "loadgen: HTTP/2 stream refused: %s %d\n", why, code);
+  nconnecting--;
+  nfailed++;
+  c->phase = C_DONE;
+  h2_answered(c->hc);
+}
+
+static void h2_close(struct h2conn *h, int failed)
+{
+  if (h->phase == C_DONE)
+    return;
+  h->closing = 1;
+  if (h->s)
+    nghttp2_session_del(h->s);
+  h->s = NULL;
+  for (int k = 0; k < h->n; k++) {
+    struct client *c = &clients[h->first + k];
+    if (c->phase == C_STREAM) {
+      nopen--;
+      nclosed++;
+    } else if (c->phase != C_DONE) {
+      nconnecting--;
+      if (failed)
+        nfailed++;
+    }
+    c->phase = C_DONE;
+  }
+  if (h->pending > 0)
+    h2_connecting--;
+  h->pending = 0;
+  if (h->ev)
+    event_free(h->ev);
+  h->ev = NULL;
+  if (h->ssl)
+    SSL_free(h->ssl);
+  h->ssl = NULL;
+  if (h->fd >= 0)
+    close(h->fd);
+  h->fd = -1;
+  free(h->out);
+  h->out = NULL;
+  h->phase = C_DONE;
+}
+
+static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
+                        size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                        void *ud)
+{
+  if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_RESPONSE)
+    return 0;
+  struct client *c = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+  if (c && namelen == 7 && !memcmp(name, ":status", 7))
+    c->hstatus = (uint16_t)atoi((const char *)value);
+  return 0;
+}
+
+static int h2_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+  struct h2conn *h = ud;
+  if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_RESPONSE) {
+    struct client *c = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (!c || c->phase != C_HEADERS)
+      return 0;
+    if (c->hstatus == 200) {
+      stream_opened(c);
+      h2_answered(h);
+    } else {
+      h2_stream_failed(c, "status", c->hstatus);
+      nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_CANCEL);
+    }
+  } else if (f->hd.type == NGHTTP2_SETTINGS && !(f->hd.flags & NGHTTP2_FLAG_ACK)) {
+    static int warned;
+    uint32_t m = nghttp2_session_get_remote_settings(s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+    if (m < (uint32_t)h->n && !warned++)
+      fprintf(stderr, "loadgen: the server allows %u concurrent streams per connection, fewer than %d\n",
+              m, h->n);
+  }
+  return 0;
+}
+
+static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data,
+                      size_t len, void *ud)
+{
+  struct client *c = nghttp2_session_get_stream_user_data(s, sid);
+  if (c && c->phase == C_STREAM)
+    sse_feed(c, (const char *)data, len);
+  return 0;
+}
+
+static int h2_on_close(nghttp2_session *s, int32_t sid, uint32_t error_code, void *ud)
+{
+  struct h2conn *h = ud;
+  struct client *c = nghttp2_session_get_stream_user_data(s, sid);
+  if (!c || h->closing)
+    return 0;
+  if (c->phase == C_STREAM) {
+    nopen--;
+    nclosed++;
+    c->phase = C_DONE;
+  } else if (c->phase != C_DONE) {
+    h2_stream_failed(c, "stream closed before its headers, error code", (int)error_code);
+  }
+  return 0;
+}
+
+/* Sends what nghttp2 has to send; 0, or -1 when the connection is over. */
+static int h2_flush(struct h2conn *h)
+{
+  for (;;) {
+    if (h->outoff < h->outlen) {
+      ssize_t w = io_write(h->ssl, h->fd, h->out + h->outoff, h->outlen - h->outoff);
+      if (w < 0)
+        return -1;
+      if (w == 0) {
+        arm(h->ev, &h->evw, h->fd, EV_READ | EV_WRITE, on_h2, h);
+        return 0;
+      }
+      h->outoff += (size_t)w;
+      continue;
+    }
+    const uint8_t *d;
+    h2_ssize n = h2_mem_send(h->s, &d);
+    if (n < 0)
+      return -1;
+    if (n == 0)
+      break;
+    ssize_t w = io_write(h->ssl, h->fd, d, (size_t)n);
+    if (w < 0)
+      return -1;
+    if (w < n) { /* keep the rest (OpenSSL: the same bytes again) */
+      free(h->out);
+      h->outlen = (size_t)(n - w);
+      h->out = malloc(h->outlen);
+      if (!h->out)
+        return -1;
+      memcpy(h->out, d + w, h->outlen);
+      h->outoff = 0;
+    }
+  }
+  arm(h->ev, &h->evw, h->fd, EV_READ, on_h2, h);
+  return nghttp2_session_want_read(h->s) || nghttp2_session_want_write(h->s) ? 0 : -1;
+}
+
+static int h2_session_start(struct h2conn *h)
+{
+  if (nghttp2_session_client_new(&h->s, h2_cbs, h) != 0)
+    return -1;
+  nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+                                 {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_STREAM_WINDOW}};
+  nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, 2);
+  nghttp2_session_set_local_window_size(h->s, NGHTTP2_FLAG_NONE, 0, H2_CONN_WINDOW);
+  char authority[300], path[2048];
+  snprintf(authority, sizeof(authority), "%s:%d", host, port);
+  for (int k = 0; k < h->n; k++) {
+    struct client *c = &clients[h->first + k];
+    client_path(h->first + k, path, sizeof(path));
+#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
+    nghttp2_nv nv[] = {NV(":method", "GET"), NV(":scheme", h->ssl ? "https" : "http"),
+                       NV(":authority", authority), NV(":path", path),
+                       NV("accept", "text/event-stream")};
+#undef NV
+    int32_t sid = nghttp2_submit_request(h->s, NULL, nv, sizeof(nv) / sizeof(nv[0]), NULL, c);
+    c->phase = C_HEADERS;
+    c->sid = sid;
+    if (sid < 0)
+      h2_stream_failed(c, "nghttp2_submit_request", sid);
+  }
+  h->phase = C_STREAM;
+  return h2_flush(h);
+}
+
+static void h2_read(struct h2conn *h)
+{
+  for (;;) {
+    ssize_t n = io_read(h->ssl, h->fd, rbuf, sizeof(rbuf));
+    if (n == 0)
+      break;
+    if (n < 0) {
+      static int shown;
+      if (h->pending > 0 && shown++ < 3)
+        fprintf(stderr, "loadgen: HTTP/2: the server closed the connection with %d stream(s) not answered\n",
+                h->pending);
+      h2_close(h, 1);
+      return;
+    }
+    now_cached = now_us();
+    h2_ssize r = h2_mem_recv(h->s, (const uint8_t *)rbuf, (size_t)n);
+    if (r < 0) {
+      static int shown;
+      if (shown++ < 3)
+        fprintf(stderr, "loadgen: HTTP/2: %s\n", nghttp2_strerror((int)r));
+      h2_close(h, 1);
+      return;
+    }
+    if (!h->ssl || !SSL_has_pending(h->ssl))
+      break;
+  }
+  if (h2_flush(h) < 0) {
+    static int shown;
+    if (h->pending > 0 && shown++ < 3)
+      fprintf(stderr, "loadgen: HTTP/2 session over (GOAWAY or protocol error) with %d stream(s) not answered\n",
+              h->pending);
+    h2_close(h, 1);
+  }
+}
+
+static void on_h2(evutil_socket_t fd, short what, void *arg)
+{
+  struct h2conn *h = arg;
+  if (h->phase == C_CONNECTING) {
+    int err = 0;
+    socklen_t el = sizeof(err);
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+    if (err) {
+      static int shown;
+      if (shown++ < 3)
+        fprintf(stderr, "loadgen: connect: %s\n", strerror(err));
+      h2_close(h, 1);
+      connect_more();
+      return;
+    }
+    if (tls_ctx) {
+      h->ssl = SSL_new(tls_ctx);
+      if (!h->ssl || !SSL_set_fd(h->ssl, fd)) {
+        h2_close(h, 1);
+        connect_more();
+        return;
+      }
+      SSL_set_connect_state(h->ssl);
+      h->phase = C_TLS;
+    } else if (h2_session_start(h) < 0) {
+      h2_close(h, 1);
+      connect_more();
+      return;
+    }
+  }
+  if (h->phase == C_TLS) {
+    int r = tls_step(h->ssl, h->ev, &h->evw, fd, on_h2, h);
+    if (r == 0)
+      return;
+    if (r > 0) {
+      const unsigned char *a = NULL;
+      unsigned al = 0;
+      SSL_get0_alpn_selected(h->ssl, &a, &al);
+      if (al != 2 || memcmp(a, "h2", 2) != 0) {
+        static int shown;
+        if (shown++ < 3)
+          fprintf(stderr, "loadgen: the server did not select h2 (ALPN: %.*s)\n", al ? (int)al : 4,
+                  al ? (const char *)a : "none");
+        r = -1;
+      } else {
+        r = h2_session_start(h);
+      }
+    }
+    if (r < 0) {
+      h2_close(h, 1);
+      connect_more();
+    }
+    return;
+  }
+  if (h->phase != C_STREAM)
+    return;
+  if ((what & EV_WRITE) && h2_flush(h) < 0)
+    h2_close(h, 1);
+  if ((what & EV_READ) && h->phase == C_STREAM)
+    h2_read(h);
+  if (!phase_publishing)
+    connect_more(); /* h may have closed while connecting */
+  if (expected && received >= expected)
+    finish("complete");
+}
+
+/* Opens connection ci, for clients[ci * K ..]. */
+static void h2_start(int ci)
+{
+  struct h2conn *h = &h2conns[ci];
+  struct sockaddr_in src = {0}, dst = {0};
+  int one = 1;
+  h->first = ci * streams_per_conn;
+  h->n = nclients - h->first < streams_per_conn ? nclients - h->first : streams_per_conn;
+  h->pending = h->n;
+  h->phase = C_CONNECTING;
+  for (int k = 0; k < h->n; k++) {
+    clients[h->first + k].phase = C_CONNECTING;
+    clients[h->first + k].hc = h;
+  }
+  nconnecting += h->n;
+  h2_connecting++;
+  h->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (h->fd < 0) {
+    static int shown;
+    if (shown++ < 3)
+      fprintf(stderr, "loadgen: socket: %s\n", strerror(errno));
+    h2_close(h, 1);
+    return;
+  }
+  src.sin_family = AF_INET;
+  src.sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)(ci % nsources));
+  setsockopt(h->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+  if (nsources > 1 && bind(h->fd, (struct sockaddr *)&src, sizeof(src)) != 0) {
+    fprintf(stderr, "loadgen: bind 127.0.0.%d: %s\n", 1 + ci % nsources, strerror(errno));
+    h2_close(h, 1);
+    return;
+  }
+  setsockopt(h->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  dst.sin_family = AF_INET;
+  dst.sin_port = htons((uint16_t)port);
+  inet_pton(AF_INET, host, &dst.sin_addr);
+  h->ev = event_new(base, h->fd, EV_WRITE, on_h2, h);
+  h->evw = 0;
+  if (connect(h->fd, (struct sockaddr *)&dst, sizeof(dst)) == 0 || errno == EINPROGRESS) {
+    event_add(h->ev, NULL);
+  } else {
+    static int shown;
+    if (shown++ < 3)
+      fprintf(stderr, "loadgen: connect: %s\n", strerror(errno));
+    h2_close(h, 1);
+  }
+}
+
+static void h2_init(void)
+{
+  int nconn = (nclients + streams_per_conn - 1) / streams_per_conn;
+  h2conns = calloc((size_t)(nconn ? nconn : 1), sizeof(*h2conns));
+  if (!h2conns || nghttp2_session_callbacks_new(&h2_cbs) != 0) {
+    fprintf(stderr, "loadgen: out of memory\n");
+    exit(1);
+  }
+  for (int i = 0; i < nconn; i++)
+    h2conns[i].fd = -1;
+  nghttp2_session_callbacks_set_on_header_callback(h2_cbs, h2_on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(h2_cbs, h2_on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(h2_cbs, h2_on_data);
+  nghttp2_session_callbacks_set_on_stream_close_callback(h2_cbs, h2_on_close);
+}
+
+/* --connect-timeout: gives up on the streams of h not answered yet. */
+static void h2_give_up(struct h2conn *h)
+{
+  if (h->phase == C_DONE || h->pending == 0)
+    return;
+  if (h->phase != C_STREAM) {
+    h2_close(h, 1);
+    return;
+  }
+  for (int k = 0; k < h->n; k++) {
+    struct client *c = &clients[h->first + k];
+    if (c->phase == C_HEADERS) {
+      if (c->sid > 0)
+        nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, c->sid, NGHTTP2_CANCEL);
+      nconnecting--;
+      nfailed++;
+      c->phase = C_DONE;
+      h2_answered(h);
+    }
+  }
+  if (h2_flush(h) < 0)
+    h2_close(h, 1);
+}
+
 static struct event *ready_ev;
 
 static void connect_more(void)
 {
-  while (next_client < nclients && nconnecting < window)
-    client_start(next_client++);
+  if (h2_mode) {
+    while (next_client < nclients && h2_connecting < window) {
+      h2_start(h2_started++);
+      next_client = h2_started * streams_per_conn < nclients ? h2_started * streams_per_conn : nclients;
+    }
+  } else {
+    while (next_client < nclients && nconnecting < window)
+      client_start(next_client++);
+  }
   if (!phase_publishing && next_client >= nclients && nconnecting == 0 && !finished)
     event_active(ready_ev, 0, 0);
 }
@@ -833,9 +1455,14 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     }
   } else if (!phase_publishing && (double)(now - t_connect0) / 1e6 > connect_timeout_s) {
     fprintf(stderr, "loadgen: connect phase timed out with %d connecting\n", nconnecting);
-    for (int i = 0; i < next_client; i++)
-      if (clients[i].phase == C_CONNECTING || clients[i].phase == C_HEADERS)
-        client_close(&clients[i], 1);
+    if (h2_mode)
+      for (int i = 0; i < h2_started; i++)
+        h2_give_up(&h2conns[i]);
+    else
+      for (int i = 0; i < next_client; i++)
+        if (clients[i].phase == C_CONNECTING || clients[i].phase == C_TLS ||
+            clients[i].phase == C_HEADERS)
+          client_close(&clients[i], 1);
     next_client = nclients;
     connect_more();
   }
@@ -886,9 +1513,10 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
 {
   if (phase_publishing || finished)
     return;
-  double cs = connect_seconds();
-  fprintf(stdout, "READY open=%d failed=%d connect_s=%.3f connect_rate=%.0f\n", nopen, nfailed,
-          cs, cs > 0 ? nopen / cs : 0);
+  double cs = connect_seconds(), wall = (double)(now_us() - t_connect0) / 1e6;
+  connect_busy = wall > 0.05 ? (cpu_s() - cpu_connect0) / wall : 0;
+  fprintf(stdout, "READY open=%d failed=%d connect_s=%.3f connect_rate=%.0f connect_busy=%.2f\n",
+          nopen, nfailed, cs, cs > 0 ? nopen / cs : 0, connect_busy);
   fflush(stdout);
   phase_publishing = 1; /* connect_more must not fire again */
   if (sync_mode)
@@ -940,7 +1568,7 @@ static void finish(const char *why)
          "connect_rate=%.0f messages=%d published=%d acked=%d publish_errors=%d "
          "publish_rate=%.1f expected=%llu deliveries=%llu missing=%lld closed_streams=%d "
          "other_data=%llu duration_s=%.3f deliveries_per_s=%.0f p50_ms=%.3f p99_ms=%.3f "
-         "max_ms=%.3f loadgen_busy=%.2f\n",
+         "max_ms=%.3f loadgen_busy=%.2f connect_busy=%.2f transport=%s connections=%d%s%s\n",
          target == T_TINYSSE ? "tinysse" : "nchan", why, nclients, nopen + nclosed, nfailed, cs,
          cs > 0 ? (nopen + nclosed) / cs : 0, nmessages, sent, acked, pub_errors,
          pub_dur > 0 ? acked / pub_dur : 0, (unsigned long long)expected,
@@ -948,7 +1576,10 @@ static void finish(const char *why)
          (unsigned long long)other_data, dur, dur > 0 ? (double)received / dur : 0,
          hist_n ? hist_pct(0.50) / 1e3 : -1, hist_n ? hist_pct(0.99) / 1e3 : -1,
          hist_n ? (double)hist_max / 1e3 : -1,
-         t_pub0 && dur > 0 ? (cpu_s() - cpu_pub0) / ((double)(now_us() - t_pub0) / 1e6) : 0);
+         t_pub0 && dur > 0 ? (cpu_s() - cpu_pub0) / ((double)(now_us() - t_pub0) / 1e6) : 0,
+         connect_busy,
+         h2_mode == 1 ? "h2" : h2_mode == 2 ? "h2c" : use_tls ? "tls" : "plain",
+         h2_mode ? h2_started : next_client, tls_seen[0] ? " " : "", tls_seen);
   fflush(stdout);
   if (sync_mode)
     wait_for_signal(2);
@@ -964,7 +1595,11 @@ static void usage(const char *argv0)
           "  [--publishers P] [--channels-per-client K] [--channel c0] [--sources S]\n"
           "  [--window W (connects in flight)] [--key KEY] [--token-prefix b]\n"
           "  [--jwt-secret S] [--timeout s] [--quiet s] [--connect-timeout s] [--sync]\n"
-          "  [--no-uring (read each stream with read() instead of batched io_uring receives)]\n",
+          "  [--no-uring (read each stream with read() instead of batched io_uring receives)]\n"
+          "  [--tls (streams over TLS 1.2/1.3, ALPN http/1.1, no verification; needs --pub-port)]\n"
+          "  [--tls-version 1.2|1.3 (only that one)]\n"
+          "  [--h2 (HTTP/2 over TLS, ALPN h2) | --h2c (HTTP/2, prior knowledge)]\n"
+          "  [--streams-per-conn K (with --h2/--h2c; default 1)]\n",
           argv0);
   exit(2);
 }
@@ -979,7 +1614,9 @@ int main(int argc, char **argv)
       {"jwt-secret", 1, 0, 'j'},  {"timeout", 1, 0, 'o'},    {"quiet", 1, 0, 'q'},
       {"window", 1, 0, 'w'},      {"sync", 0, 0, 'S'},       {"channel", 1, 0, 'C'},
       {"connect-timeout", 1, 0, 'x'}, {"help", 0, 0, 'H'}, {"pub-port", 1, 0, 'u'},
-      {"no-uring", 0, 0, 'N'},    {0, 0, 0, 0}};
+      {"no-uring", 0, 0, 'N'},    {"tls", 0, 0, 'L'},        {"h2", 0, 0, '2'},
+      {"h2c", 0, 0, '3'},         {"streams-per-conn", 1, 0, 'M'}, {"tls-version", 1, 0, 'V'},
+      {0, 0, 0, 0}};
   int o;
   while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     switch (o) {
@@ -1011,8 +1648,33 @@ int main(int argc, char **argv)
     case 'N': no_uring = 1; break;
     case 'C': channel = optarg; break;
     case 'x': connect_timeout_s = atof(optarg); break;
+    case 'L': use_tls = 1; break;
+    case '2': h2_mode = 1; use_tls = 1; break;
+    case '3': h2_mode = 2; break;
+    case 'M': streams_per_conn = atoi(optarg); break;
+    case 'V':
+      if (!strcmp(optarg, "1.2"))
+        tls_version = TLS1_2_VERSION;
+      else if (!strcmp(optarg, "1.3"))
+        tls_version = TLS1_3_VERSION;
+      else
+        usage(argv[0]);
+      break;
     default: usage(argv[0]);
     }
+  }
+  if (h2_mode == 2 && use_tls) {
+    fprintf(stderr, "loadgen: --h2c is HTTP/2 without TLS: not with --tls or --h2\n");
+    exit(2);
+  }
+  if (streams_per_conn < 1 || (streams_per_conn > 1 && !h2_mode)) {
+    fprintf(stderr, "loadgen: --streams-per-conn needs --h2 or --h2c\n");
+    exit(2);
+  }
+  if (use_tls && nmessages > 0 && !pub_port) {
+    fprintf(stderr, "loadgen: --tls: the publishers speak plain HTTP/1.1: give --pub-port "
+                    "(a plain listener of the same server)\n");
+    exit(2);
   }
   if (nclients < 0 || nmessages < 0 || payload < 16 || payload > 1 << 20 || npublishers < 1 ||
       kchannels < 1 || nsources < 1 || nsources > 254 || window < 1)
@@ -1026,12 +1688,16 @@ int main(int argc, char **argv)
     event_config_free(ecfg);
   pace_ev = evtimer_new(base, on_pace, NULL);
 #ifdef TINYSSE_HAVE_URING
-  if (!no_uring)
+  if (!no_uring && !use_tls && !h2_mode)
     rb_init();
 #endif
   clients = calloc((size_t)(nclients ? nclients : 1), sizeof(*clients));
   for (int i = 0; i < nclients; i++)
     clients[i].fd = -1;
+  if (use_tls)
+    tls_init();
+  if (h2_mode)
+    h2_init();
   ready_ev = event_new(base, -1, 0, on_ready, NULL);
   sig_ev = evsignal_new(base, SIGUSR1, on_sigusr1, NULL);
   event_add(sig_ev, NULL);
@@ -1047,10 +1713,13 @@ int main(int argc, char **argv)
   event_add(tick_ev, &tp);
 
   t_connect0 = now_us();
+  cpu_connect0 = cpu_s();
   connect_more();
   event_base_dispatch(base);
   for (int i = 0; i < nclients; i++)
     if (clients[i].fd >= 0)
       client_close(&clients[i], 0);
+  for (int i = 0; i < h2_started; i++)
+    h2_close(&h2conns[i], 0);
   return finished && !strcmp(finish_reason, "complete") ? 0 : 1;
 }

@@ -75,7 +75,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
   if (hc->streams)
     hc->streams->prev = st;
   hc->streams = st;
-  if (hc->nstreams++ == 0)
+  if (hc->nstreams++ == 0 && !hc->idle_fired)
     evtimer_del(hc->idle);
   nghttp2_session_set_stream_user_data(s, st->id, st);
   return 0;
@@ -170,7 +170,7 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *arg)
     st->next->prev = st->prev;
   st->prev = st->next = NULL;
   st->hc = NULL;
-  if (--hc->nstreams == 0 && !hc->dead) {
+  if (--hc->nstreams == 0 && !hc->dead && !hc->idle_fired) {
     struct timeval tv = {(time_t)hc->f->gw->cfg->request_timeout, 0};
     evtimer_add(hc->idle, &tv);
   }
@@ -218,12 +218,25 @@ static void on_kill(evutil_socket_t fd, short what, void *arg)
   conn_free(arg);
 }
 
+/* No stream for --request-timeout: GOAWAY, and if the peer does not take
+ * even that within H2_LINGER_SECONDS, the connection is closed. A
+ * connection ended by an error gets the same time to take its GOAWAY. */
+#define H2_LINGER_SECONDS 2
+
 void h2_kill(struct h2conn *hc)
 {
   if (hc->dead)
     return;
   hc->dead = 1;
-  event_active(hc->kill, EV_TIMEOUT, 0);
+  if (evbuffer_get_length(bufferevent_get_output(hc->bev)) == 0) {
+    event_active(hc->kill, EV_TIMEOUT, 0);
+    return;
+  }
+  /* What is written (a GOAWAY) goes out first: on_written frees it. */
+  bufferevent_disable(hc->bev, EV_READ);
+  bufferevent_setwatermark(hc->bev, EV_WRITE, 0, 0);
+  struct timeval tv = {H2_LINGER_SECONDS, 0};
+  evtimer_add(hc->idle, &tv);
 }
 
 /* The connection has nothing more to do once nghttp2 neither reads nor
@@ -239,6 +252,13 @@ void h2_flush(struct h2conn *hc)
 {
   if (hc->dead || hc->in_recv)
     return; /* on_read sends once nghttp2 has read */
+  /* A peer that does not read: what nghttp2 has to send stays in its
+   * queue, where its flood limits (acknowledgements of SETTINGS and PING)
+   * end the connection, instead of piling up in our output. */
+  if (evbuffer_get_length(bufferevent_get_output(hc->bev)) >= H2_OUT_MAX) {
+    hc->blocked = 1;
+    return;
+  }
   int rc = nghttp2_session_send(hc->s);
   if (rc != 0) {
     log_event(LOG_DEBUG, "h2_closed", "peer=%s reason=\"%s\"", hc->peer, nghttp2_strerror(rc));
@@ -277,8 +297,11 @@ static void on_written(struct bufferevent *bev, void *arg)
 {
   (void)bev;
   struct h2conn *hc = arg;
-  if (hc->dead)
+  if (hc->dead) {
+    if (evbuffer_get_length(bufferevent_get_output(hc->bev)) == 0)
+      conn_free(hc);
     return;
+  }
   if (hc->blocked) {
     hc->blocked = 0;
     for (struct h2stream *st = hc->streams; st; st = st->next)
@@ -294,9 +317,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 {
   (void)bev;
   (void)what; /* EOF or an error: either way the connection is over */
-  struct h2conn *hc = arg;
-  if (!hc->dead)
-    conn_free(hc);
+  conn_free(arg);
 }
 
 static void on_idle(evutil_socket_t fd, short what, void *arg)
@@ -304,8 +325,16 @@ static void on_idle(evutil_socket_t fd, short what, void *arg)
   (void)fd;
   (void)what;
   struct h2conn *hc = arg;
+  if (hc->dead || hc->idle_fired) {
+    conn_free(hc);
+    return;
+  }
+  hc->idle_fired = 1;
   nghttp2_session_terminate_session(hc->s, NGHTTP2_NO_ERROR);
   h2_flush(hc);
+  struct timeval tv = {H2_LINGER_SECONDS, 0};
+  if (!hc->dead)
+    evtimer_add(hc->idle, &tv);
 }
 
 static nghttp2_session *new_session(struct h2conn *hc)
@@ -379,7 +408,8 @@ void h2_accept(struct front *f, struct bufferevent *bev, struct evhttp_connectio
   bufferevent_setwatermark(bev, EV_WRITE, H2_OUT_MAX / 2, 0);
   bufferevent_setcb(bev, on_read, on_written, on_event, hc);
   bufferevent_enable(bev, EV_READ | EV_WRITE);
-  on_read(bev, hc); /* what came with the preface */
+  h2_flush(hc);     /* our SETTINGS first */
+  on_read(bev, hc); /* then what came with the preface */
 }
 
 void h2_stop_accepting(struct front *f)

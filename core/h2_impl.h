@@ -46,6 +46,7 @@ struct h2conn {
   int dead;              /* to be freed from the kill event */
   int in_recv;           /* inside nghttp2_session_mem_recv: send after it */
   struct event *idle;    /* no stream for --request-timeout: GOAWAY */
+  int idle_fired;        /* GOAWAY sent for that: closed soon after */
   struct event *kill;    /* frees the connection outside nghttp2's calls */
   char peer[PROXY_ADDR_MAX];
   unsigned port;
