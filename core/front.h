@@ -32,6 +32,9 @@ struct front {
   struct evhttp *bound_http[2 * CONFIG_MAX_LIST]; /* which evhttp each is bound to */
   int nbound;
   double status_sent; /* when the status page's stream last got an event */
+  /* gw->tls_accepted when memory was last trimmed, and at the last tick */
+  unsigned long tls_trimmed, tls_seen;
+  double tls_trim_time;
 };
 
 #endif

@@ -332,6 +332,13 @@ void h2_dispatch(struct h2stream *st)
   if (st->answered && !r.kept)
     log_access(st, r.id);
   request_release(&r);
+  if (st->client) { /* a stream holds only what it needs from here */
+    evhttp_clear_headers(&st->in);
+    evhttp_clear_headers(&st->out);
+    if (st->body)
+      evbuffer_free(st->body);
+    st->body = NULL;
+  }
   unhold(st);
 }
 

@@ -119,6 +119,11 @@ int tlsstream_open(struct clients *cs, struct evhttp_request *req, const char *h
   if (rc != 0) {
     free(t->head);
     free(t);
+    return rc;
   }
-  return rc;
+  /* The request stays with evhttp until the stream closes: its headers
+   * are not needed any more. */
+  evhttp_clear_headers(evhttp_request_get_input_headers(req));
+  evhttp_clear_headers(evhttp_request_get_output_headers(req));
+  return 0;
 }
