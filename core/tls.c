@@ -69,6 +69,9 @@ static SSL_CTX *load(struct tls *t, char *err, size_t errlen)
   SSL_CTX_set_options(ctx, opts);
   /* An idle connection keeps no read or write buffer (about 34 KiB). */
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  /* A record cut short by a full socket is retried from the bufferevent's
+   * copy of the same bytes (tlsstream.c). */
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   /* TLS 1.2: forward-secret AEAD suites only (what HTTP/2 requires). */
   SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20");
   SSL_CTX_set_alpn_select_cb(ctx, select_alpn, t);
