@@ -1,4 +1,7 @@
-/* libFuzzer target: whole HTTP requests through the real front. One gateway
+/* libFuzzer target: whole HTTP requests through the real front (built
+ * twice: fuzz_http sends each input as it is, HTTP/1.1; fuzz_h2, with
+ * TINYSSE_FUZZ_H2, sends HTTP/2's preface first, so the input is HTTP/2
+ * frames through nghttp2 and h2.c to the same handlers). One gateway
  * (one worker listening on a loopback port, with the end-to-end test script)
  * lives for the whole run; each input is written to a new loopback
  * connection, the worker's loop runs until the answers stop, the client
@@ -104,9 +107,19 @@ static int gateway_idle(struct worker *w)
   return atomic_load(&gw.nconns) == 0 && !cs->clients && cs->nreap == 0;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int LLVMFuzzerTestOneInput(const uint8_t *input, size_t input_size)
 {
   struct worker *w = gw.workers[0];
+#ifdef TINYSSE_FUZZ_H2
+  static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  size_t size = sizeof(preface) - 1 + input_size;
+  uint8_t *data = malloc(size);
+  memcpy(data, preface, sizeof(preface) - 1);
+  memcpy(data + sizeof(preface) - 1, input, input_size);
+#else
+  const uint8_t *data = input;
+  size_t size = input_size;
+#endif
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   assert(fd >= 0);
   if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
@@ -150,5 +163,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   for (int pass = 0; pass < MAX_PASSES && !gateway_idle(w); pass++)
     event_base_loop(worker_base(w), EVLOOP_NONBLOCK);
   assert(gateway_idle(w));
+#ifdef TINYSSE_FUZZ_H2
+  free(data);
+#endif
   return 0;
 }
