@@ -227,10 +227,16 @@ int client_open(struct clients *cs, struct client_params *p)
   /* Take the connection over from the transport (nothing can fail after
    * this). */
   if (p->io) {
-    if (p->io->open(p->io_arg, c) != 0)
+    int fd = p->io->open(p->io_arg, c);
+    if (fd < 0)
       goto err;
     c->io = p->io;
     c->io_arg = p->io_arg;
+    if (c->io->sealed) {
+      c->fd = fd;
+      event_assign(c->ev, cs->base, c->fd, EV_READ | EV_PERSIST, client_on_io, c);
+      event_add(c->ev, NULL);
+    }
   } else {
     if ((c->fd = p->take(p->take_arg)) < 0) {
       rc = errno == EMFILE || errno == ENFILE ? -4 : -1;
@@ -360,8 +366,9 @@ void client_free(struct client *c)
   if (c->expiry)
     event_free(c->expiry);
   event_free(c->ev);
-  int drained = c->out.bytes == 0 && c->drained;
+  int drained = c->out.bytes == 0 && c->wire.bytes == 0 && c->drained;
   outq_clear(&c->out);
+  outq_clear(&c->wire);
   if (c->io)
     c->io->close(c->io_arg, drained);
   else

@@ -59,18 +59,29 @@ struct clients {
  * status page's events, which have no position). */
 void clients_send(struct clients *cs, const struct message *m);
 
-/* A stream whose transport is not a socket of its own (HTTP/1.1 over TLS,
- * an HTTP/2 stream): the transport takes output from the client's queue
- * when it can, and says when it can take more (client_io_ready) or the
- * peer went away (client_close). */
+/* A stream whose transport is not a plain socket of its own. Two kinds:
+ * - pulled (an HTTP/2 stream): the transport takes output from the
+ *   client's queue when it can (write), and says when it can take more
+ *   (client_io_ready) or the peer went away (client_close);
+ * - sealed (HTTP/1.1 over TLS): the client writes and watches the socket
+ *   itself, as a plain stream's, but its frames are sealed first (seal:
+ *   encrypted into bytes of its own) and what arrives is the transport's
+ *   to read (read). */
 struct outq;
 struct stream_io_ops {
-  /* the stream is sure to open (nothing fails after this): send the
-   * answer's head; 0, or -1 when that is impossible */
+  int sealed;
+  /* the stream is sure to open (nothing fails after this): 0 (pulled) or
+   * the socket to write and watch (sealed); -1 when that is impossible */
   int (*open)(void *arg, struct client *c);
-  /* output was queued in q: take what can go now. Bytes taken (>= 0), or
-   * -1 when the transport is gone. */
+  /* pulled: output was queued in q: take what can go now. Bytes taken
+   * (>= 0), or -1 when the transport is gone. */
   long (*write)(void *arg, struct outq *q);
+  /* sealed: moves frames from plain into wire, as bytes to send; 0, or
+   * -1 when the connection is unusable */
+  int (*seal)(void *arg, struct outq *plain, struct outq *wire);
+  /* sealed: the socket is readable: 0, or -1 when the peer closed (bytes
+   * the transport must send in answer go to wire) */
+  int (*read)(void *arg, struct outq *wire);
   /* the client is being freed: drained when it closed on purpose once its
    * last frame was taken (end the stream cleanly), else reset it */
   void (*close)(void *arg, int drained);

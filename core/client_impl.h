@@ -18,6 +18,7 @@ struct client {
   const struct stream_io_ops *io; /* that transport (TLS, HTTP/2), or NULL */
   void *io_arg;
   struct outq out;
+  struct outq wire; /* a sealed transport's bytes to send (see client.h) */
   struct event *ev; /* EV_READ always; EV_WRITE only while output is stuck */
   int want_write;
   struct hub_sub *sub, *presence, *peer;

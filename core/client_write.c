@@ -16,17 +16,35 @@
 
 static void flush(struct client *c);
 
+/* Whether the client writes its socket itself (plain, or sealed). */
+static int own_socket(const struct client *c) { return !c->io || c->io->sealed; }
+
+/* What goes on the socket: the frames themselves, or a sealed transport's
+ * bytes made from them. Sealing waits while earlier bytes are still
+ * unsent, so a stuck stream keeps shared frames, not copies. */
+static struct outq *wire_of(struct client *c)
+{
+  if (!c->io || !c->io->sealed)
+    return &c->out;
+  if (c->wire.bytes < 65536 && c->out.bytes > 0 && c->io->seal(c->io_arg, &c->out, &c->wire) < 0)
+    return NULL;
+  return &c->wire;
+}
+
 /* One write of what is queued: the socket's writev, or the transport's. */
 static long write_out(struct client *c)
 {
-  return c->io ? c->io->write(c->io_arg, &c->out) : outq_write(&c->out, c->fd);
+  if (!own_socket(c))
+    return c->io->write(c->io_arg, &c->out);
+  struct outq *q = wire_of(c);
+  return q ? outq_write(q, c->fd) : -1;
 }
 
 /* Watches for writability only while output is left over. */
 static void want_write(struct client *c, int on)
 {
   /* A transport of its own calls client_io_ready instead. */
-  if (c->want_write == on || c->state == CLIENT_CLOSED || c->io)
+  if (c->want_write == on || c->state == CLIENT_CLOSED || !own_socket(c))
     return;
   c->want_write = on;
   event_del(c->ev);
@@ -42,9 +60,17 @@ void client_on_io(evutil_socket_t fd, short what, void *arg)
   struct client *c = arg;
   if (what & EV_READ) {
     /* A stream carries nothing from the client after the request. */
-    char buf[512];
-    ssize_t n = recv(fd, buf, sizeof(buf), 0);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+    int closed;
+    if (c->io) { /* sealed: the transport reads (and may have to answer) */
+      closed = c->io->read(c->io_arg, &c->wire) < 0;
+      if (!closed && c->wire.bytes > 0)
+        what |= EV_WRITE;
+    } else {
+      char buf[512];
+      ssize_t n = recv(fd, buf, sizeof(buf), 0);
+      closed = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+    }
+    if (closed) {
       client_close(c, c->state == CLIENT_DRAINING ? c->reason : "closed");
       return;
     }
@@ -94,7 +120,7 @@ static void after_write(struct client *c, long written)
     client_close(c, c->state == CLIENT_DRAINING ? c->reason : "closed");
     return;
   }
-  size_t left = c->out.bytes;
+  size_t left = c->out.bytes + c->wire.bytes;
   if (c->state == CLIENT_OPEN && left > (size_t)c->cs->gw->cfg->max_queue) {
     STAT_ADD(c->cs->stats->slow, 1);
     client_close(c, "slow");
@@ -143,7 +169,8 @@ static int flush_batched(struct clients *cs, int max)
     c->dirty = 0;
     if (c->state == CLIENT_CLOSED)
       continue;
-    if (c->io || c->out.n == 0 || uring_add(u, c->fd, &c->out) < 0) {
+    struct outq *q = own_socket(c) ? wire_of(c) : NULL;
+    if (!q || q->n == 0 || uring_add(u, c->fd, q) < 0) {
       after_write(c, write_out(c));
       continue;
     }
@@ -154,16 +181,16 @@ static int flush_batched(struct clients *cs, int max)
     struct client *c = batch[i];
     ssize_t r = uring_result(u, i);
     if (r == -ETIME) { /* still in the kernel's hands: give the client up */
-      outq_abandon(&c->out);
+      outq_abandon(c->io ? &c->wire : &c->out);
       client_close(c, "error");
     } else if (r == -ECANCELED) { /* never sent */
-      after_write(c, outq_write(&c->out, c->fd));
+      after_write(c, write_out(c));
     } else if (r < 0 && r != -EAGAIN && r != -EINTR) {
       after_write(c, -1);
     } else if (r > 0) {
       size_t offered = uring_offered(u, i);
-      outq_consume(&c->out, (size_t)r);
-      long more = (size_t)r == offered && c->out.n > 0 ? outq_write(&c->out, c->fd) : 0;
+      outq_consume(c->io ? &c->wire : &c->out, (size_t)r);
+      long more = (size_t)r == offered && (c->out.n > 0 || c->wire.n > 0) ? write_out(c) : 0;
       after_write(c, more < 0 ? -1 : (long)r + more);
     } else {
       after_write(c, 0);

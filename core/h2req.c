@@ -272,7 +272,7 @@ static void io_close(void *arg, int drained)
   }
 }
 
-static const struct stream_io_ops h2_io = {io_open, io_write, io_close};
+static const struct stream_io_ops h2_io = {.open = io_open, .write = io_write, .close = io_close};
 
 static int op_open_stream(struct request *r, struct client_params *p)
 {

@@ -1,8 +1,14 @@
-/* HTTP/1.1 streams over TLS (see tlsstream.h). The stream's frames are
- * copied into the bufferevent's output, where every frame queued in one
- * pass leaves in one write (few TLS records); at most TLS_OUT_MAX bytes
- * wait there, the rest stays in the client's queue and counts against
- * --max-queue as on a plain socket. */
+/* HTTP/1.1 streams over TLS (see tlsstream.h), as a sealed transport
+ * (client.h): the client writes the socket itself, in the same batched
+ * io_uring submission (or writev) as plain streams, and this file seals
+ * its frames first. OpenSSL encrypts into a memory BIO (SSL_write there
+ * never blocks: what a pass queued becomes one record of up to 16 KiB),
+ * and the record's bytes become a frame of the client's own. Reading stays
+ * on the socket: SSL_read sees the peer's close_notify or EOF.
+ *
+ * evhttp keeps the connection, idle (its bufferevent disabled), until the
+ * stream closes: the bufferevent owns the SSL and frees it with the socket,
+ * so the socket's BIO is put back for writing before that. */
 #include "tlsstream.h"
 
 #include <string.h>
@@ -10,145 +16,118 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/event.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
 #include <event2/http.h>
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "alloc.h"
 #include "client.h"
 #include "outq.h"
+#include "sse.h"
 
-#define TLS_OUT_MAX (64 * 1024)
 #define TLS_RECORD_MAX 16384
 
 struct tlsstream {
   struct evhttp_connection *evcon;
   struct bufferevent *bev;
-  struct client *c; /* NULL once the client is freed */
-  char *head;
-  size_t head_len;
+  SSL *ssl;
+  BIO *sealed; /* SSL's write BIO while streaming: memory */
 };
 
 static void finish(struct tlsstream *t)
 {
+  if (t->sealed) { /* the socket's BIO writes again: the bufferevent's
+                    * destructor finds the socket through it */
+    BIO *sock = SSL_get_rbio(t->ssl);
+    BIO_up_ref(sock);
+    SSL_set0_wbio(t->ssl, sock);
+  }
   evhttp_connection_free(t->evcon); /* the request, the bufferevent, the SSL, the socket */
-  free(t->head);
   free(t);
-}
-
-static void on_read(struct bufferevent *bev, void *arg)
-{
-  (void)arg;
-  /* A stream carries nothing from the client after the request. */
-  struct evbuffer *in = bufferevent_get_input(bev);
-  evbuffer_drain(in, evbuffer_get_length(in));
-}
-
-static void on_written(struct bufferevent *bev, void *arg)
-{
-  (void)bev;
-  struct tlsstream *t = arg;
-  if (t->c)
-    client_io_ready(t->c);
-  else
-    finish(t); /* the last frames of a closed stream are out */
-}
-
-static void on_event(struct bufferevent *bev, short what, void *arg)
-{
-  (void)bev;
-  (void)what; /* EOF, an error or the drain time limit */
-  struct tlsstream *t = arg;
-  if (t->c)
-    client_close(t->c, "closed"); /* the client's close frees t */
-  else
-    finish(t);
 }
 
 static int io_open(void *arg, struct client *c)
 {
+  (void)c;
   struct tlsstream *t = arg;
-  t->c = c;
-  bufferevent_set_timeouts(t->bev, NULL, NULL); /* evhttp's, for requests */
-  bufferevent_setwatermark(t->bev, EV_WRITE, 0, 0);
-  bufferevent_setcb(t->bev, on_read, on_written, on_event, t);
-  bufferevent_write(t->bev, t->head, t->head_len);
-  free(t->head);
-  t->head = NULL;
-  bufferevent_enable(t->bev, EV_READ | EV_WRITE);
-  return 0;
+  /* An earlier answer still being written (a pipelined stream request):
+   * OpenSSL's pending record could not be sealed after it. */
+  if (evbuffer_get_length(bufferevent_get_output(t->bev)) > 0)
+    return -1;
+  BIO *mem = BIO_new(BIO_s_mem());
+  if (!mem)
+    return -1;
+  /* evhttp's bufferevent stops here: the client takes the socket's events. */
+  bufferevent_disable(t->bev, EV_READ | EV_WRITE);
+  bufferevent_setcb(t->bev, NULL, NULL, NULL, NULL);
+  bufferevent_set_timeouts(t->bev, NULL, NULL);
+  SSL_set0_wbio(t->ssl, mem);
+  t->sealed = mem;
+  return bufferevent_getfd(t->bev);
 }
 
-/* The fast path: with nothing waiting in the bufferevent, what the pass
- * queued is encrypted and sent at once, as one record of up to 16 KiB,
- * without a trip through the event loop. If the socket is full, the
- * record stays half-sent inside OpenSSL: the same bytes then go to the
- * bufferevent, whose next SSL_write (when the socket is writable) is the
- * retry OpenSSL asks for. */
-static long write_direct(struct tlsstream *t, struct outq *q, struct evbuffer *out)
+/* Moves the bytes OpenSSL wrote into the memory BIO to wire. */
+static int take_sealed(struct tlsstream *t, struct outq *wire)
 {
-  SSL *ssl = bufferevent_openssl_get_ssl(t->bev);
-  long taken = 0;
-  while (q->bytes > 0) {
+  char *p = NULL;
+  long n = BIO_get_mem_data(t->sealed, &p);
+  if (n <= 0)
+    return 0;
+  struct frame *f = frame_new(p, (size_t)n);
+  int rc = f && outq_push(wire, f) == 0 ? 0 : -1;
+  frame_unref(f);
+  (void)BIO_reset(t->sealed);
+  return rc;
+}
+
+static int io_seal(void *arg, struct outq *plain, struct outq *wire)
+{
+  struct tlsstream *t = arg;
+  while (plain->bytes > 0) {
     char buf[TLS_RECORD_MAX];
     struct iovec iov[64];
     size_t offered = 0, n = 0;
-    int k = outq_iov(q, iov, 64, &offered);
+    int k = outq_iov(plain, iov, 64, &offered);
     for (int i = 0; i < k && n < sizeof(buf); i++) {
       size_t len = iov[i].iov_len < sizeof(buf) - n ? iov[i].iov_len : sizeof(buf) - n;
       memcpy(buf + n, iov[i].iov_base, len);
       n += len;
     }
     ERR_clear_error();
-    int r = SSL_write(ssl, buf, (int)n);
-    if (r > 0) {
-      outq_consume(q, (size_t)r);
-      taken += r;
-      continue;
-    }
-    if (SSL_get_error(ssl, r) != SSL_ERROR_WANT_WRITE)
-      return -1;
-    if (evbuffer_add(out, buf, n) != 0)
-      return -1;
-    outq_consume(q, n);
-    return taken + (long)n;
+    if (SSL_write(t->ssl, buf, (int)n) != (int)n)
+      return -1; /* a memory BIO takes everything: the connection is broken */
+    outq_consume(plain, n);
   }
-  return taken;
+  return take_sealed(t, wire);
 }
 
-static long io_write(void *arg, struct outq *q)
+static int io_read(void *arg, struct outq *wire)
 {
   struct tlsstream *t = arg;
-  struct evbuffer *out = bufferevent_get_output(t->bev);
-  size_t held = evbuffer_get_length(out);
-  if (q->bytes == 0)
-    return 0;
-  if (held == 0)
-    return write_direct(t, q, out);
-  if (held >= TLS_OUT_MAX)
-    return 0;
-  /* Copied: OpenSSL writes a record per piece of the buffer, and copies
-   * make few large pieces. */
-  return outq_move(q, TLS_OUT_MAX - held, out, 1);
+  char buf[512];
+  for (;;) {
+    ERR_clear_error();
+    int r = SSL_read(t->ssl, buf, sizeof(buf));
+    if (r > 0)
+      continue; /* a stream carries nothing from the client after the request */
+    int e = SSL_get_error(t->ssl, r);
+    if (take_sealed(t, wire) != 0) /* e.g. an answer to a KeyUpdate */
+      return -1;
+    return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? 0 : -1;
+  }
 }
 
 static void io_close(void *arg, int drained)
 {
-  struct tlsstream *t = arg;
-  t->c = NULL;
-  if (!drained || evbuffer_get_length(bufferevent_get_output(t->bev)) == 0) {
-    finish(t);
-    return;
-  }
-  /* Its last frames (a shutdown or expiry notice) go out first, within a
-   * few seconds. */
-  struct timeval limit = {5, 0};
-  bufferevent_set_timeouts(t->bev, NULL, &limit);
+  (void)drained; /* the client wrote every byte itself */
+  finish(arg);
 }
 
-static const struct stream_io_ops tls_io = {io_open, io_write, io_close};
+static const struct stream_io_ops tls_io = {.sealed = 1, .open = io_open, .seal = io_seal,
+                                            .read = io_read, .close = io_close};
 
 int tlsstream_open(struct clients *cs, struct evhttp_request *req, const char *head,
                    size_t head_len, struct client_params *p)
@@ -156,14 +135,13 @@ int tlsstream_open(struct clients *cs, struct evhttp_request *req, const char *h
   struct tlsstream *t = xcalloc(1, sizeof(*t));
   t->evcon = evhttp_request_get_connection(req);
   t->bev = evhttp_connection_get_bufferevent(t->evcon);
-  t->head = xmalloc(head_len);
-  memcpy(t->head, head, head_len);
-  t->head_len = head_len;
+  t->ssl = bufferevent_openssl_get_ssl(t->bev);
+  p->head = head;
+  p->head_len = head_len;
   p->io = &tls_io;
   p->io_arg = t;
   int rc = client_open(cs, p);
   if (rc != 0) {
-    free(t->head);
     free(t);
     return rc;
   }
