@@ -328,7 +328,11 @@ void h2_dispatch(struct h2stream *st)
   op_add_header(&r, "X-Request-Id", r.id);
   STAT_ADD(f->stats->http_requests, 1);
   st->kept++; /* st outlives the handler, whatever the answer does */
-  router_dispatch(&r);
+  long limit = f->gw->cfg->max_header;
+  if (st->header_bytes > (size_t)limit) /* what is past the limit was not kept */
+    reply_error(&r, 431, "headers_too_large", "the request's headers exceed %ld bytes", limit);
+  else
+    router_dispatch(&r);
   if (st->answered && !r.kept)
     log_access(st, r.id);
   request_release(&r);
