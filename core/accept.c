@@ -242,10 +242,8 @@ static struct bufferevent *make_bev(struct event_base *base, void *arg)
      * listener it fails its handshake */
     return NULL;
   }
-  if (kind->tls) { /* browsers often close without a close_notify */
+  if (kind->tls) /* browsers often close without a close_notify */
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    atomic_fetch_add(&cs->f->gw->tls_accepted, 1);
-  }
   c->cs = cs;
   c->bev = bev;
   c->tls = kind->tls;

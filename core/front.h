@@ -27,14 +27,12 @@ struct front {
   struct evhttp *https; /* TLS listeners' (NULL without --tls-cert) */
   struct conns *conns;  /* HTTP/1.1 connections, see conn.c */
   struct h2conn *h2;    /* HTTP/2 connections, see h2.c */
+  int h2_stopping;      /* shutting down: each gets its last GOAWAY once its streams end */
   struct takeover *takeover; /* streams' sockets out of evhttp */
   struct evhttp_bound_socket *bound[2 * CONFIG_MAX_LIST];
   struct evhttp *bound_http[2 * CONFIG_MAX_LIST]; /* which evhttp each is bound to */
   int nbound;
   double status_sent; /* when the status page's stream last got an event */
-  /* gw->tls_accepted when memory was last trimmed, and at the last tick */
-  unsigned long tls_trimmed, tls_seen;
-  double tls_trim_time;
 };
 
 #endif

@@ -5,7 +5,6 @@
 #include "h1.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -356,32 +355,9 @@ static void front_stop_accepting(void *arg)
   h2_stop_accepting(f); /* GOAWAY: no new streams on open connections */
 }
 
-/* TLS handshakes allocate tens of KiB each for a moment (OpenSSL's buffers
- * and key exchange); after a burst of them the freed memory stays in
- * malloc's heap, between what the streams hold (measured: 25 KiB per idle
- * TLS stream after 2,000 handshakes, 5 KiB once trimmed). Worker 0 hands
- * it back to the system on the first tick without new TLS connections
- * after some (or every 10 s while they keep coming): one madvise per free
- * run of pages, a few ms for a large heap. */
-static void release_handshake_memory(struct front *f, double now)
-{
-  unsigned long n = atomic_load(&f->gw->tls_accepted);
-  if (f->index != 0 || n == f->tls_trimmed)
-    return;
-  int quiet = n == f->tls_seen;
-  f->tls_seen = n;
-  if (!quiet && now - f->tls_trim_time < 10)
-    return;
-  f->tls_trimmed = n;
-  f->tls_trim_time = now;
-  malloc_trim(0);
-}
+static void front_tick(void *arg, double now) { status_tick(arg, now); }
 
-static void front_tick(void *arg, double now)
-{
-  status_tick(arg, now);
-  release_handshake_memory(arg, now);
-}
+static int front_busy(void *arg) { return ((struct front *)arg)->h2 != NULL; }
 
 const struct worker_front_ops h1_front_ops = {front_open, front_stop_accepting, front_tick,
-                                                front_close};
+                                                front_close, front_busy};

@@ -28,6 +28,14 @@
 #include "front.h"
 #include "log.h"
 #include "outq.h"
+#include "worker.h"
+
+/* The last GOAWAY: nothing after the streams already taken. */
+static void goaway(struct h2conn *hc)
+{
+  nghttp2_submit_goaway(hc->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(hc->s),
+                        NGHTTP2_NO_ERROR, NULL, 0);
+}
 
 static struct h2stream *stream_of(nghttp2_session *s, int32_t id)
 {
@@ -170,7 +178,9 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *arg)
     st->next->prev = st->prev;
   st->prev = st->next = NULL;
   st->hc = NULL;
-  if (--hc->nstreams == 0 && !hc->dead && !hc->idle_fired) {
+  if (--hc->nstreams == 0 && hc->f->h2_stopping)
+    goaway(hc); /* sent by the nghttp2_session_send this runs in */
+  else if (hc->nstreams == 0 && !hc->dead && !hc->idle_fired) {
     struct timeval tv = {(time_t)hc->f->gw->cfg->request_timeout, 0};
     evtimer_add(hc->idle, &tv);
   }
@@ -209,6 +219,8 @@ static void conn_free(struct h2conn *hc)
   event_free(hc->kill);
   evhttp_connection_free(hc->evcon); /* the bufferevent, its SSL, the socket */
   free(hc);
+  if (f->h2_stopping && !f->h2)
+    worker_front_quiet(f->w);
 }
 
 static void on_kill(evutil_socket_t fd, short what, void *arg)
@@ -412,11 +424,17 @@ void h2_accept(struct front *f, struct bufferevent *bev, struct evhttp_connectio
   on_read(bev, hc); /* then what came with the preface */
 }
 
+/* Shutdown: a GOAWAY notice (RFC 9113 6.8: no new streams, please) at
+ * once; the streams then get their tinysse.shutdown and end, and the
+ * connection its last GOAWAY when the last one has (on_close). */
 void h2_stop_accepting(struct front *f)
 {
+  f->h2_stopping = 1;
   for (struct h2conn *hc = f->h2; hc; hc = hc->next) {
-    nghttp2_submit_goaway(hc->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(hc->s),
-                          NGHTTP2_NO_ERROR, NULL, 0);
+    if (hc->nstreams)
+      nghttp2_submit_shutdown_notice(hc->s);
+    else
+      goaway(hc);
     h2_flush(hc);
   }
 }

@@ -229,9 +229,9 @@ static int io_open(void *arg, struct client *c)
   if (!st->hc || st->closed)
     return -1;
   const char *extra[] = {"content-type", "text/event-stream", "cache-control",
-                         "no-cache, no-transform"};
+                         "no-cache, no-transform", "x-accel-buffering", "no"};
   nghttp2_data_provider prd = {.source.ptr = st, .read_callback = h2_sse_read};
-  if (submit(st, 200, extra, 4, &prd) != 0)
+  if (submit(st, 200, extra, 6, &prd) != 0)
     return -1;
   st->client = c;
   st->q = client_queue(c);
@@ -353,7 +353,8 @@ void h2_body_too_large(struct h2stream *st)
                       .method = REQ_POST, .method_name = "POST"};
   request_new_id(r.id, sizeof(r.id));
   op_add_header(&r, "X-Request-Id", r.id);
+  /* The rest of the body is read and dropped: a reset would overtake the
+   * answer (nghttp2 sends control frames first). */
   reply_error(&r, 413, "body_too_large", "the body exceeds %ld bytes",
               st->hc->f->gw->cfg->max_body);
-  h2_reset(st, NGHTTP2_NO_ERROR);
 }

@@ -84,7 +84,6 @@ struct gateway {
   struct proxy_cidr trusted[CONFIG_MAX_LIST];
   size_t ntrusted;
   struct tls *tls; /* --tls-cert's server context, NULL without TLS */
-  atomic_ulong tls_accepted; /* TLS connections accepted so far */
 };
 
 /* Where the broker hands messages: push queues m (taking a reference)

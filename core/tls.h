@@ -24,7 +24,5 @@ SSL *tls_accept_new(struct tls *t);
 /* The protocol ALPN chose for an established connection: 1 for h2, 0
  * otherwise (http/1.1, or no ALPN). */
 int tls_is_h2(SSL *ssl);
-/* Whether OpenSSL offloaded this connection's sends to the kernel (kTLS). */
-int tls_ktls_send(SSL *ssl);
 
 #endif

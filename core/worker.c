@@ -275,7 +275,8 @@ static void stop(struct worker *w)
                       "shutdown");
   struct timeval grace = {2, 0};
   w->stop_ev = evtimer_new(w->base, finish_stop, w);
-  if (w->stop_ev && w->streams.clients)
+  if (w->stop_ev && (w->streams.clients || (w->front && w->front_ops->busy &&
+                                            w->front_ops->busy(w->front))))
     evtimer_add(w->stop_ev, &grace);
   else
     finish_stop(-1, 0, w);
@@ -309,8 +310,15 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
   (void)what;
   struct worker *w = arg;
   clients_reap(&w->streams);
-  /* A stopping worker finishes once no stream is left. */
-  if (w->stopping && !w->streams.clients && w->stop_ev && evtimer_pending(w->stop_ev, NULL)) {
+  worker_front_quiet(w);
+}
+
+/* A stopping worker finishes once no stream is left and its front has
+ * written what it had to say (or when the grace time is up). */
+void worker_front_quiet(struct worker *w)
+{
+  if (w->stopping && !w->streams.clients && w->stop_ev && evtimer_pending(w->stop_ev, NULL) &&
+      !(w->front && w->front_ops->busy && w->front_ops->busy(w->front))) {
     evtimer_del(w->stop_ev);
     finish_stop(-1, 0, w);
   }

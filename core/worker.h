@@ -25,7 +25,13 @@ struct worker_front_ops {
   void (*stop_accepting)(void *front);
   void (*tick)(void *front, double now);
   void (*close)(void *front);
+  /* while stopping: does the front still have connections finishing their
+   * last output (HTTP/2's GOAWAY)? The worker waits for them, within its
+   * grace time; the front calls worker_front_quiet once it has none. */
+  int (*busy)(void *front);
 };
+/* See busy above. */
+void worker_front_quiet(struct worker *w);
 
 /* Creates worker index of gw with its base, streams, script, front and
  * Redis connection. NULL with a one-line reason in err. */
