@@ -627,6 +627,39 @@ static void rb_init(void)
 }
 #endif
 
+
+/* Whether a non-blocking connect on fd failed (the first few are shown). */
+static int connect_failed(int fd)
+{
+  int err = 0;
+  socklen_t el = sizeof(err);
+  getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+  static int shown;
+  if (err && shown++ < 3)
+    fprintf(stderr, "loadgen: connect: %s\n", strerror(err));
+  return err != 0;
+}
+
+/* One read of a stream: n bytes in rbuf, or n < 0 when it closed. */
+static void stream_took(struct client *c, ssize_t n)
+{
+  if (n < 0) {
+    int was_stream = c->phase == C_STREAM;
+    client_close(c, 1);
+    if (!was_stream)
+      connect_more();
+    return;
+  }
+  now_cached = now_us();
+  if (c->phase == C_HEADERS) {
+    client_headers(c, rbuf, (size_t)n);
+    if (c->phase != C_HEADERS)
+      connect_more();
+  } else {
+    body_feed(c, rbuf, (size_t)n);
+  }
+}
+
 static void on_client(evutil_socket_t fd, short what, void *arg)
 {
   struct client *c = arg;
@@ -644,13 +677,7 @@ static void on_client(evutil_socket_t fd, short what, void *arg)
   }
 #endif
   if (c->phase == C_CONNECTING) {
-    int err = 0;
-    socklen_t el = sizeof(err);
-    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
-    if (err) {
-      static int shown;
-      if (shown++ < 3)
-        fprintf(stderr, "loadgen: connect: %s\n", strerror(err));
+    if (connect_failed(fd)) {
       client_close(c, 1);
       connect_more();
       return;
@@ -689,22 +716,8 @@ static void on_client(evutil_socket_t fd, short what, void *arg)
       ssize_t n = io_read(c->ssl, fd, rbuf, sizeof(rbuf));
       if (n == 0)
         break;
-      if (n < 0) {
-        int was_stream = c->phase == C_STREAM;
-        client_close(c, 1);
-        if (!was_stream)
-          connect_more();
-        break;
-      }
-      now_cached = now_us();
-      if (c->phase == C_HEADERS) {
-        client_headers(c, rbuf, (size_t)n);
-        if (c->phase != C_HEADERS)
-          connect_more();
-      } else {
-        body_feed(c, rbuf, (size_t)n);
-      }
-      if (c->phase == C_DONE || !SSL_has_pending(c->ssl))
+      stream_took(c, n);
+      if (n < 0 || c->phase == C_DONE || !SSL_has_pending(c->ssl))
         break;
     }
     if (expected && received >= expected)
@@ -712,23 +725,9 @@ static void on_client(evutil_socket_t fd, short what, void *arg)
     return;
   }
   ssize_t n = read(fd, rbuf, sizeof(rbuf));
-  if (n <= 0) {
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-      return;
-    int was_stream = c->phase == C_STREAM;
-    client_close(c, 1);
-    if (!was_stream)
-      connect_more();
+  if (n < 0 && (errno == EAGAIN || errno == EINTR))
     return;
-  }
-  now_cached = now_us();
-  if (c->phase == C_HEADERS) {
-    client_headers(c, rbuf, (size_t)n);
-    if (c->phase != C_HEADERS)
-      connect_more();
-  } else {
-    body_feed(c, rbuf, (size_t)n);
-  }
+  stream_took(c, n > 0 ? n : -1);
   if (expected && received >= expected)
     finish("complete");
 }
@@ -1019,13 +1018,7 @@ static void on_h2(evutil_socket_t fd, short what, void *arg)
 {
   struct h2conn *h = arg;
   if (h->phase == C_CONNECTING) {
-    int err = 0;
-    socklen_t el = sizeof(err);
-    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
-    if (err) {
-      static int shown;
-      if (shown++ < 3)
-        fprintf(stderr, "loadgen: connect: %s\n", strerror(err));
+    if (connect_failed(fd)) {
       h2_close(h, 1);
       connect_more();
       return;

@@ -229,6 +229,21 @@ function Gateway:script_publish(ch, key, data, times)
   return cjson.decode(json.token)
 end
 
+-- Streams on channel "all" (the gateway's view), polled until there are
+-- `want` or `timeout` seconds passed (3, 10 under valgrind); returns the
+-- last count seen.
+function Gateway:subscribers(want, timeout)
+  local n
+  local deadline = socket.gettime() + (timeout or (M.valgrind and 10 or 3))
+  repeat
+    local _, _, _, j = self:request("GET", "/channels?channel=all", { Authorization = "Bearer " .. self.key })
+    n = j and j.subscribers
+    if n == want then return n end
+    M.sleep(0.05)
+  until socket.gettime() > deadline
+  return n
+end
+
 -- The value of an unlabelled counter or gauge in /metrics (nil if absent).
 function Gateway:metric(name)
   local _, _, body = self:request("GET", "/metrics")

@@ -131,18 +131,6 @@ function Reader:read()
   return err == nil or err == "timeout"
 end
 
--- Streams on channel "all", polled for a while until there are `want`.
-local function subscribers(g, want)
-  local n
-  local deadline = socket.gettime() + (T.valgrind and 10 or 3)
-  repeat
-    local _, _, _, j = g:request("GET", "/channels?channel=all", { Authorization = "Bearer " .. g.key })
-    n = j and j.subscribers
-    if n == want then return n end
-    T.sleep(0.05)
-  until socket.gettime() > deadline
-  return n
-end
 
 describe("faults", function()
   it("resumes through latency, tiny segments and random resets with every message once, in order", function()
@@ -267,7 +255,7 @@ describe("faults", function()
     assert.are.equal(1, proxy:faults("stall"), proxy:logtext())
     -- the gateway holds the three direct streams and the stalled one (and,
     -- once it has noticed, no longer the probe)
-    assert.are.equal(4, subscribers(g, 4))
+    assert.are.equal(4, g:subscribers(4))
 
     -- 200 messages of 2 KB in batches, the direct readers reading in between;
     -- the proxy keeps the stalled stream's kernel buffers small (about
@@ -302,7 +290,7 @@ describe("faults", function()
     assert.is_nil(log:find("event=stall_end", 1, true), "the stall ended before the others had every message")
     for i = 1, #direct do assert.are.same(ids, seen[i], "direct reader " .. i) end
     assert.are.equal(slow_before + 1, g:metric("tinysse_slow_disconnects_total"))
-    assert.are.equal(3, subscribers(g, 3))
+    assert.are.equal(3, g:subscribers(3))
 
     -- once the stall ends the stalled reader gets what the kernel held, in
     -- order from the first message, then the close

@@ -34,19 +34,6 @@ local function reset_peak(pid)
   return f:close() and ok ~= nil
 end
 
--- Streams on channel "all" (the gateway's view), polled until there are
--- `want` or a few seconds passed; returns the last count seen.
-local function subscribers(g, want, timeout)
-  local n
-  local deadline = socket.gettime() + (timeout or 3 * SLOW)
-  repeat
-    local _, _, _, j = g:request("GET", "/channels?channel=all", { Authorization = "Bearer " .. g.key })
-    n = j and j.subscribers
-    if n == want then return n end
-    T.sleep(0.05)
-  until socket.gettime() > deadline
-  return n
-end
 
 -- h2abuse in the background against g: attack plus its options.
 local Abuse = {}
@@ -228,11 +215,11 @@ describe("HTTP/2 abuse", function()
       end)
       bystander = g:stream("/events?token=bystander:user")
       assert.are.equal(200, bystander.status)
-      assert.are.equal(1, subscribers(g, 1))
+      assert.are.equal(1, g:subscribers(1))
       local r = run_attack(g, bystander, a.name, a.args)
       a.check(r)
       -- nothing of the attacker's is left on the gateway
-      assert.are.equal(1, subscribers(g, 1))
+      assert.are.equal(1, g:subscribers(1))
       bystander:close()
       assert.is_true(g:stop())
     end)
@@ -249,7 +236,7 @@ describe("HTTP/2 abuse", function()
     end)
     bystander = g:stream("/events?token=bystander:user")
     assert.are.equal(200, bystander.status)
-    assert.are.equal(1, subscribers(g, 1))
+    assert.are.equal(1, g:subscribers(1))
     local slow_before = g:metric("tinysse_slow_disconnects_total") or 0
     local ids, seen = {}, {}
     local function read_bystander(quiet)
@@ -263,7 +250,7 @@ describe("HTTP/2 abuse", function()
       { "--count", tostring(streams), "--seconds", tostring(hold), "--path", "/events?token=h2zw:user" },
       function(abuse)
         -- all of them open, on channel "all" beside the bystander
-        assert.are.equal(streams + 1, subscribers(g, streams + 1, 5 * SLOW), T.read_file(abuse.out))
+        assert.are.equal(streams + 1, g:subscribers(streams + 1, 5 * SLOW), T.read_file(abuse.out))
         -- 400 KB to every stream: past --max-queue for each of the stalled ones
         for _ = 1, 20 do
           local batch = {}
@@ -290,7 +277,7 @@ describe("HTTP/2 abuse", function()
     assert.are.equal(streams, r.streams_opened)
     assert.is_true(r.rst_received >= streams, "not every stalled stream was reset: " .. r.text)
     assert.are.equal(0, r.data_received, r.text)
-    assert.are.equal(1, subscribers(g, 1))
+    assert.are.equal(1, g:subscribers(1))
     bystander:close()
     assert.is_true(g:stop())
   end)
