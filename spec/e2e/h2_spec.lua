@@ -755,7 +755,9 @@ describe("flow control (--max-queue 4096)", function()
     assert.is_true(ok, ab:out())
     assert.are.equal(5, r.rst_received, ab:out())
     assert.are.equal(0, r.data_received, ab:out())
-    assert.is_false(r.goaway, ab:out())
+    -- a GOAWAY may come only as the idle close (no stream left for
+    -- --request-timeout, reachable under valgrind), never as an error
+    assert.is_true(not r.goaway or r.goaway_error == "NO_ERROR", ab:out())
     c:close()
     h1:close()
   end)
