@@ -250,7 +250,8 @@ int client_open(struct clients *cs, struct client_params *p)
   char retry[48];
   int rl = snprintf(retry, sizeof(retry), "retry: %ld\n\n", gw->cfg->retry_ms);
   char *first = xmalloc(p->head_len + (size_t)rl);
-  memcpy(first, p->head, p->head_len);
+  if (p->head_len) /* none for an HTTP/2 stream: its head is HEADERS */
+    memcpy(first, p->head, p->head_len);
   memcpy(first + p->head_len, retry, (size_t)rl);
   struct frame *hf = frame_new(first, p->head_len + (size_t)rl);
   free(first);
