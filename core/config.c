@@ -1,4 +1,5 @@
-/* Option parsing, --help and SIGHUP's reload policy, all from one table.
+/* The option table: parsing, SIGHUP's reload policy, and the rows --help and
+ * the man page render (usage.c, through config_option_at).
  * Strings stay owned by argv or are copied from the script (config lives
  * for the whole process, so they are freed only at exit). */
 #include "config.h"
@@ -49,7 +50,7 @@ struct option_desc {
   /* the default, set by config_defaults and shown by --help; NULL: none,
    * or one the help text describes */
   const char *def;
-  const char *help;
+  const char *help; /* NULL: hidden from --help and the man page */
 };
 
 static apply_fn apply_max_connections, apply_busy_retry, apply_log_level, apply_script_limit;
@@ -82,7 +83,7 @@ static const struct option_desc options[] = {
     {"busy-retry-max", "MS", K_LONG, F(busy_retry_max), 0, 0, 3600000, CUSTOM, apply_busy_retry, "busy_retry", "10000", "upper bound of that retry: in ms"},
     {"tls-cert", "FILE", K_STR, F(tls_cert), 0, 0, 0, RESTART, NULL, "tls", NULL, "PEM certificate (chain) for TLS on every --listen address (SIGHUP re-reads it; off by default)"},
     {"tls-key", "FILE", K_STR, F(tls_key), 0, 0, 0, RESTART, NULL, "tls", NULL, "PEM private key of --tls-cert (SIGHUP re-reads it)"},
-    {"plain-listen", "ADDR:PORT", K_LIST, F(plain_listen), F(nplain_listen), 0, 0, RESTART, NULL, NULL, NULL, "a listener without TLS beside TLS ones, e.g. loopback for publishers (repeatable)"},
+    {"plain-listen", "ADDR:PORT", K_LIST, F(plain_listen), F(nplain_listen), 0, 0, RESTART, NULL, NULL, NULL, "a listener without TLS beside TLS ones, e.g. loopback for publishers (repeatable; none by default)"},
     {"h2-max-streams", "N", K_LONG, F(h2_max_streams), 0, 1, 100000, LIVE, NULL, NULL, "128", "concurrent HTTP/2 streams per connection (new connections)"},
     {"no-http2", NULL, K_FLAG, F(no_http2), 0, 0, 0, RESTART, NULL, NULL, NULL, "speak HTTP/1.1 only: no h2 in ALPN, no h2c"},
     {"trusted-proxy", "CIDR", K_LIST, F(trusted_proxy), F(ntrusted_proxy), 0, 0, RESTART, NULL, NULL, NULL, "a proxy whose PROXY protocol header or X-Forwarded-For names the client (repeatable; none by default)"},
@@ -98,8 +99,9 @@ static const struct option_desc options[] = {
     {"no-io-uring", NULL, K_FLAG, F(no_io_uring), 0, 0, 0, RESTART, NULL, NULL, NULL, "write each stream with its own writev instead of one io_uring call per slice of streams"},
     {"access-log", NULL, K_FLAG, F(access_log), 0, 0, 0, LIVE, NULL, NULL, NULL, "log one line per HTTP request (never the query string)"},
     {"check", NULL, K_FLAG, F(check), 0, 0, 0, CLI_ONLY, NULL, NULL, NULL, "load the script, report problems, exit 0/1"},
-    {"help", NULL, K_FLAG, F(help), 0, 0, 0, CLI_ONLY, NULL, NULL, NULL, "this text"},
-    {"version", NULL, K_FLAG, F(version), 0, 0, 0, CLI_ONLY, NULL, NULL, NULL, "print the version"},
+    {"help", NULL, K_FLAG, F(help), 0, 0, 0, CLI_ONLY, NULL, NULL, NULL, "print this list of options and exit"},
+    {"version", NULL, K_FLAG, F(version), 0, 0, 0, CLI_ONLY, NULL, NULL, NULL, "print the version and those of the linked libraries, and exit"},
+    {"man", NULL, K_FLAG, F(man), 0, 0, 0, CLI_ONLY, NULL, NULL, NULL, NULL}, /* tinysse(1), in roff */
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
 _Static_assert(NOPTIONS <= 64, "set_by_cli and set_by_script hold one bit per option");
@@ -324,53 +326,17 @@ int config_validate(struct config *c, char *err, size_t errlen)
   return 0;
 }
 
-/* Prints s from column *col, wrapping at 79 columns back to column indent:
- * between words, or only before s when it must stay in one piece. */
-static void put_wrapped(const char *s, int one_piece, int indent, int *col)
+int config_option_at(size_t i, struct config_option_info *out)
 {
-  for (const char *p = s; *p;) {
-    size_t n = one_piece ? strlen(p) : strcspn(p, " ");
-    if (n == 0) {
-      p++;
-      continue;
-    }
-    if (*col > indent && *col + 1 + (int)n > 79) {
-      printf("\n%*s", indent, "");
-      *col = indent;
-    } else if (*col > indent) {
-      putchar(' ');
-      (*col)++;
-    }
-    printf("%.*s", (int)n, p);
-    *col += (int)n;
-    p += n;
-  }
-}
-
-void config_usage(const char *argv0)
-{
-  printf("usage: %s [options]\n\nA Server-Sent Events gateway with Lua hooks.\n\n", argv0);
-  for (size_t i = 0; i < NOPTIONS; i++) {
-    const struct option_desc *o = &options[i];
-    char left[64], text[300];
-    int col = 33;
-    snprintf(left, sizeof(left), "--%s%s%s", o->name, o->value ? " " : "",
-             o->value ? o->value : "");
-    printf("  %-30s ", left);
-    put_wrapped(o->help, 0, 33, &col);
-    if (o->def) {
-      snprintf(text, sizeof(text), "(default: %s)", o->def);
-      put_wrapped(text, strlen(text) <= 30, 33, &col); /* short ones in one piece */
-    }
-    if (o->reload != CLI_ONLY)
-      put_wrapped(o->reload == RESTART ? "[needs restart]" : "[reloads live]", 1, 33, &col);
-    putchar('\n');
-  }
-  printf("\nEvery option but --script, --check, --help and --version can also come from\n"
-         "the script's config table (written with _ or -); the command line wins.\n"
-         "SIGHUP reloads the script and its config table: [reloads live] options change\n"
-         "at once, [needs restart] ones are logged as needs_restart and keep their value.\n"
-         "The publish key can also come from the environment: TINYSSE_PUBLISH_KEY.\n");
+  if (i >= NOPTIONS)
+    return -1;
+  const struct option_desc *o = &options[i];
+  *out = (struct config_option_info){o->name, o->value, o->def, o->help, CONFIG_CLI_ONLY};
+  if (o->reload == RESTART)
+    out->reload = CONFIG_RELOAD_RESTART;
+  else if (o->reload != CLI_ONLY)
+    out->reload = CONFIG_RELOAD_LIVE; /* CUSTOM ones too: live, after their check */
+  return 0;
 }
 
 /* SIGHUP */

@@ -1,6 +1,7 @@
 /* Gateway options: one table (config.c) describes every option, used for the
- * command line, the script's `config` table (the command line wins), --help,
- * and what a SIGHUP may change while running.
+ * command line, the script's `config` table (the command line wins), --help
+ * and the man page (usage.c, through config_option_at), and what a SIGHUP may
+ * change while running.
  *
  * Threads: SIGHUP rewrites live options on worker 0's thread while the other
  * workers read them, so every single-valued option field is atomic (_Atomic
@@ -54,6 +55,7 @@ struct config {
   _Atomic long h2_max_streams;
   _Atomic int no_http2;
   _Atomic int check, help, version, access_log, no_io_uring;
+  _Atomic int man; /* --man: the man page, in roff (hidden from --help) */
   int publish_key_generated;
   /* which options the command line set (bit per option index) */
   unsigned long long set_by_cli, set_by_script;
@@ -70,8 +72,23 @@ int config_set_from_script(struct config *c, const char *name, const char *value
 void config_release(void);
 /* Checks cross-option constraints after everything is set. 0/-1. */
 int config_validate(struct config *c, char *err, size_t errlen);
-/* --help: every option with its value's name, default and reload policy. */
-void config_usage(const char *argv0);
+
+/* An option as --help and the man page show it (usage.c). */
+enum config_reload_policy {
+  CONFIG_CLI_ONLY,       /* command line only: the script cannot set it */
+  CONFIG_RELOAD_LIVE,    /* SIGHUP applies the script's value at once */
+  CONFIG_RELOAD_RESTART, /* SIGHUP keeps the running value (needs_restart) */
+};
+struct config_option_info {
+  const char *name;  /* without the leading -- */
+  const char *value; /* what the value is called (ADDR:PORT, N, ...); NULL for a flag */
+  const char *def;   /* the default; NULL: none, or one the help text describes */
+  const char *help;  /* NULL for a hidden option (--man) */
+  enum config_reload_policy reload;
+};
+/* Row i of the option table, in --help's order: fills out and returns 0, or
+ * -1 past the last row. */
+int config_option_at(size_t i, struct config_option_info *out);
 
 /* What a reload needs from outside config: the open-files limit that bounds
  * max_connections, and callbacks (each may be NULL) run after log_level or a

@@ -17,15 +17,19 @@
 #include "host.h"
 #include "hub.h"
 #include "idem.h"
+#include "installed.h"
 #include "log.h"
 #include "tls.h"
 #include "publisher.h"
 #include "ring.h"
 #include "front.h"
 #include "h1.h"
+#include "usage.h"
 #include "worker.h"
 
+#ifndef TINYSSE_VERSION
 #define TINYSSE_VERSION "0.1.0"
+#endif
 
 static int apply_config(const char *key, const char *value, void *arg)
 {
@@ -158,13 +162,20 @@ int main(int argc, char **argv)
     return 2;
   }
   if (cfg.help) {
-    config_usage(argv[0]);
+    usage_help(stdout, argv[0]);
     return 0;
+  }
+  if (cfg.man) {
+    usage_man(stdout, TINYSSE_VERSION);
+    return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
   }
   if (cfg.version) {
-    printf("tinysse %s\n", TINYSSE_VERSION);
+    usage_version(stdout, TINYSSE_VERSION);
     return 0;
   }
+  /* Run outside the source and build trees: the installed default script
+   * and browser client (installed.c). */
+  installed_defaults(&cfg);
   if (!cfg.publish_key && getenv("TINYSSE_PUBLISH_KEY") && *getenv("TINYSSE_PUBLISH_KEY"))
     cfg.publish_key = getenv("TINYSSE_PUBLISH_KEY");
 

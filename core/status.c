@@ -25,10 +25,28 @@
 #include "sse.h"
 #include "front.h"
 #include "jsonutil.h"
+#include "history.h"
 
 /* A channel name no publisher can use (targets refuse control bytes). */
 #define STATUS_CHANNEL "\001status" /* CHANNEL_PRIVATE_PREFIX, validate.h */
 #define STATUS_TOKEN_TTL 3600
+
+/* The last 10 minutes of numbers (history.h: 600 samples of 48 bytes, about
+ * 28 KiB, static), taken by whichever worker ticks first in each second and
+ * sent to each status stream in its first event. */
+static struct history status_history = HISTORY_INIT;
+/* Each status stream also listens on a channel of its own, where its first
+ * event (with the history) goes: "\001status/<n>". */
+static atomic_ulong status_streams_opened;
+
+static double wall_now(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void send_status(struct front *f, const char *channel, double now, int with_history);
 
 extern const unsigned char tinysse_status_html[];
 extern const unsigned long tinysse_status_html_len;
@@ -90,22 +108,27 @@ void status_stream_request(struct request *req)
     reply_error(req, 401, "auth", "a status token from POST /status/token is required");
     return;
   }
+  char own[40];
+  snprintf(own, sizeof(own), "%s/%lu", STATUS_CHANNEL, atomic_fetch_add(&status_streams_opened, 1));
   struct client_params p = {0};
   p.user_id = xstrdup("status");
   p.role = xstrdup("status");
-  p.channels = xcalloc(1, sizeof(char *));
+  p.channels = xcalloc(2, sizeof(char *));
   p.channels[0] = xstrdup(STATUS_CHANNEL);
-  p.nchannels = 1;
+  p.channels[1] = xstrdup(own);
+  p.nchannels = 2;
   p.internal = 1;
   p.peer_ip = req->peer;
   int rc = req->ops->open_stream(req, &p);
-  if (rc == -2)
+  if (rc == 0)
+    send_status(req->f, own, wall_now(), 1); /* the numbers now, and the history */
+  else if (rc == -2)
     stream_shed(req, SHED_MAX_CLIENTS);
   else if (rc == -4)
     stream_shed(req, SHED_MAX_CONNECTIONS);
   else if (rc == -3)
     stream_shed(req, SHED_MAX_CLIENTS_PER_PEER);
-  else if (rc != 0)
+  else
     reply_error(req, 500, "internal", "out of memory");
   free(p.user_id);
   free(p.role);
@@ -115,10 +138,49 @@ void status_stream_request(struct request *req)
 
 #define WS(field) offsetof(struct worker_stats, field)
 
-static char *status_json(struct gateway *gw)
+static unsigned long script_errors(struct gateway *gw)
+{
+  unsigned long errors = 0;
+  for (int i = 0; i < gw->nworkers; i++)
+    errors += worker_script_stats(gw->workers[i])->errors;
+  return errors;
+}
+
+static void fill_sample(void *arg, struct history_sample *s)
+{
+  struct gateway *gw = arg;
+  s->streams = (uint64_t)atomic_load(&gw->nclients);
+  s->published = (uint64_t)atomic_load(&gw->published);
+  s->deliveries = metrics_sum(gw, WS(deliveries));
+  s->slow = metrics_sum(gw, WS(slow));
+  s->script_errors = script_errors(gw);
+}
+
+/* ,"history_fields":[...],"history":[[time,streams,...],...]: the samples
+ * held, oldest first, as many as fit in half of --max-queue (so that the
+ * first event never gets its stream closed as slow). */
+static void add_history(struct gateway *gw, struct evbuffer *out)
+{
+  size_t cap = (size_t)gw->cfg->max_queue / 2 / 80; /* a row is under 80 bytes */
+  if (cap > HISTORY_SLOTS)
+    cap = HISTORY_SLOTS;
+  struct history_sample *hs = xcalloc(cap ? cap : 1, sizeof(*hs));
+  size_t n = history_copy(&status_history, gw, hs, cap);
+  evbuffer_add_printf(out, ",\"history_interval\":%g,\"history_fields\":[\"time\",\"connections\","
+                      "\"published_total\",\"deliveries_total\",\"slow_total\","
+                      "\"script_errors_total\"],\"history\":[", HISTORY_INTERVAL);
+  for (size_t i = 0; i < n; i++)
+    evbuffer_add_printf(out, "%s[%.3f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 "]",
+                        i ? "," : "", hs[i].time, hs[i].streams, hs[i].published, hs[i].deliveries,
+                        hs[i].slow, hs[i].script_errors);
+  evbuffer_add(out, "]", 1);
+  free(hs);
+}
+
+static char *status_json(struct gateway *gw, double now, int with_history)
 {
   struct json_object *o = json_obj();
-  json_object_object_add(o, "time", json_dbl((double)time(NULL)));
+  json_object_object_add(o, "time", json_dbl((double)(long long)(now * 1000) / 1000));
   json_object_object_add(o, "connections", json_i64(atomic_load(&gw->nclients)));
   struct json_object *per = json_arr();
   for (int i = 0; i < gw->nworkers; i++)
@@ -131,10 +193,7 @@ static char *status_json(struct gateway *gw)
   json_object_object_add(o, "slow_total", json_i64((int64_t)metrics_sum(gw, WS(slow))));
   json_object_object_add(o, "http_requests_total", json_i64((int64_t)metrics_sum(gw, WS(http_requests))));
   json_object_object_add(o, "bytes_queued", json_i64((int64_t)metrics_sum(gw, WS(bytes_queued))));
-  unsigned long errors = 0;
-  for (int i = 0; i < gw->nworkers; i++)
-    errors += worker_script_stats(gw->workers[i])->errors;
-  json_object_object_add(o, "script_errors_total", json_i64((int64_t)errors));
+  json_object_object_add(o, "script_errors_total", json_i64((int64_t)script_errors(gw)));
   ring_lock(gw->ring);
   size_t held = ring_count(gw->ring);
   ring_unlock(gw->ring);
@@ -145,22 +204,34 @@ static char *status_json(struct gateway *gw)
   for (size_t i = 0; i < n; i++)
     json_object_array_add(errs, json_str(recent[i]));
   json_object_object_add(o, "recent_errors", errs);
-  char *text = xstrdup(json_text(o));
+  const char *text = json_text(o);
+  char *result;
+  if (with_history) {
+    /* the object's text without its closing brace, then the history */
+    struct evbuffer *b = evbuffer_new();
+    if (!b)
+      alloc_failed(0);
+    evbuffer_add(b, text, strlen(text) - 1);
+    add_history(gw, b);
+    evbuffer_add(b, "}", 2); /* with the terminating NUL */
+    result = xmalloc(evbuffer_get_length(b));
+    evbuffer_remove(b, result, evbuffer_get_length(b));
+    evbuffer_free(b);
+  } else {
+    result = xstrdup(text);
+  }
   json_object_put(o);
-  return text;
+  return result;
 }
 
-void status_tick(struct front *f, double now)
+/* Sends a tinysse.status event to this worker's streams of channel: never
+ * in the ring (no id, nothing to resume): seq UINT64_MAX passes every
+ * client's resume floor. */
+static void send_status(struct front *f, const char *channel, double now, int with_history)
 {
-  if (now - f->status_sent < 0.9 || hub_subscribers(f->streams->hub, STATUS_CHANNEL) == 0)
-    return;
-  f->status_sent = now;
-  char *json = status_json(f->gw);
+  char *json = status_json(f->gw, now, with_history);
   struct frame *fr = json ? sse_frame_event(NULL, "tinysse.status", json) : NULL;
-  const char *target = STATUS_CHANNEL;
-  /* Never in the ring (no id, nothing to resume): seq UINT64_MAX passes
-   * every client's resume floor; it is routed once per tick. */
-  struct message *m = fr ? message_new(UINT64_MAX, &target, 1, fr) : NULL;
+  struct message *m = fr ? message_new(UINT64_MAX, &channel, 1, fr) : NULL;
   if (m) {
     clients_send(f->streams, m);
     message_unref(m);
@@ -168,4 +239,13 @@ void status_tick(struct front *f, double now)
     frame_unref(fr);
   }
   free(json);
+}
+
+void status_tick(struct front *f, double now)
+{
+  history_record(&status_history, f->gw, now, fill_sample, f->gw);
+  if (now - f->status_sent < 0.9 || hub_subscribers(f->streams->hub, STATUS_CHANNEL) == 0)
+    return;
+  f->status_sent = now;
+  send_status(f, STATUS_CHANNEL, now, 0); /* routed once per tick */
 }

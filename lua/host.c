@@ -20,6 +20,11 @@
 
 const double script_latency_bounds[8] = {0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 1.0};
 
+const char *script_lua_version(void)
+{
+  return LUA_RELEASE;
+}
+
 static const char *const hook_names[HOOK_COUNT] = {
     "validate_token", "channels", "on_connect", "on_disconnect",
     "authorize_publish", "issue_token", "on_error"};

@@ -71,6 +71,8 @@ void script_free(struct script *s); /* NULL is fine */
 const char *script_path(const struct script *s);
 int script_has(const struct script *s, enum script_hook hook);
 const char *script_hook_name(enum script_hook hook);
+/* The Lua release linked in, as "Lua 5.4.6" (for --version). */
+const char *script_lua_version(void);
 
 /* Calls fn for each `config` entry: numbers and booleans as text, arrays once
  * per element. 0, or -1 with err when an entry has an unusable type. */

@@ -47,4 +47,46 @@ describe("the status page", function()
     assert.are.equal(1, d.replay_buffer)
     user:close(); s:close()
   end)
+
+  it("sends what it remembers (a sample a second) in each status stream's first event", function()
+    T.sleep(2.5) -- samples are taken whether a page watches or not
+    g:publish({ targets = { "all" }, handler_id = 0, data = 2 })
+    T.sleep(2.1) -- a sample after it
+    local _, _, _, j = g:request("POST", "/status/token", { Authorization = "Bearer " .. g.key }, "")
+    local function first(s)
+      local ev = s:message(3)
+      assert.truthy(ev and ev.json, "no first event")
+      assert.are.equal("tinysse.status", ev.event)
+      return ev.json
+    end
+    local s = g:stream("/status/events?token=" .. j.token)
+    local d = first(s)
+    assert.are.same({ "time", "connections", "published_total", "deliveries_total", "slow_total",
+      "script_errors_total" }, d.history_fields)
+    assert.are.equal(1, d.history_interval)
+    local h = d.history
+    assert.is_true(#h >= 3, "samples held: " .. #h)
+    for i, row in ipairs(h) do
+      assert.are.equal(6, #row)
+      if i > 1 then
+        assert.is_true(row[1] > h[i - 1][1], "oldest first")
+        assert.is_true(row[3] >= h[i - 1][3], "cumulative")
+      end
+    end
+    assert.is_true(h[#h][1] <= d.time + 0.001)
+    assert.is_true(h[#h][3] >= 2, "the publishes are in the history")
+    -- the events after the first are the plain numbers
+    local ev = s:message(3)
+    assert.truthy(ev and ev.json)
+    assert.is_nil(ev.json.history)
+    -- a second page (a reload) gets the history too, the first stream does not
+    local s2 = g:stream("/status/events?token=" .. j.token)
+    assert.is_true(#first(s2).history >= #h)
+    for _ = 1, 2 do
+      ev = s:message(3)
+      assert.truthy(ev and ev.json)
+      assert.is_nil(ev.json.history)
+    end
+    s:close(); s2:close()
+  end)
 end)

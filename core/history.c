@@ -1,0 +1,54 @@
+/* The status page's memory: a fixed ring of the last HISTORY_SLOTS samples
+ * of the gateway's numbers (see history.h). */
+#include "history.h"
+
+#include <string.h>
+
+int history_record(struct history *h, const void *owner, double now,
+                   void (*fill)(void *arg, struct history_sample *s), void *arg)
+{
+  pthread_mutex_lock(&h->lock);
+  if (h->owner != owner) {
+    h->owner = owner;
+    h->head = h->n = 0;
+    h->next = 0;
+  }
+  /* One sample per whole second of the clock (the first tick in it takes
+   * it), so HISTORY_SLOTS samples span at least HISTORY_SLOTS seconds
+   * however many workers tick. A clock stepped back starts afresh. */
+  double slot = (double)(long long)(now / HISTORY_INTERVAL);
+  if (slot < h->next - 1)
+    h->head = h->n = 0;
+  else if (slot < h->next) {
+    pthread_mutex_unlock(&h->lock);
+    return 0;
+  }
+  h->next = slot + 1;
+  struct history_sample *s;
+  if (h->n < HISTORY_SLOTS) {
+    s = &h->s[(h->head + h->n) % HISTORY_SLOTS];
+    h->n++;
+  } else {
+    s = &h->s[h->head];
+    h->head = (h->head + 1) % HISTORY_SLOTS;
+  }
+  memset(s, 0, sizeof(*s));
+  fill(arg, s);
+  s->time = now;
+  pthread_mutex_unlock(&h->lock);
+  return 1;
+}
+
+size_t history_copy(struct history *h, const void *owner, struct history_sample *out, size_t cap)
+{
+  pthread_mutex_lock(&h->lock);
+  size_t n = h->owner == owner ? h->n : 0;
+  if (n > cap)
+    n = cap;
+  /* the newest n when cap is short */
+  size_t first = h->head + (h->n - n);
+  for (size_t i = 0; i < n; i++)
+    out[i] = h->s[(first + i) % HISTORY_SLOTS];
+  pthread_mutex_unlock(&h->lock);
+  return n;
+}
