@@ -13,6 +13,7 @@
 
 #include "alloc.h"
 #include "cluster.h"
+#include "history.h"
 #include "hub.h"
 #include "idem.h"
 #include "log.h"
@@ -128,6 +129,8 @@ int gateway_init(struct gateway *gw, struct config *cfg, const struct worker_fro
     if (proxy_cidr_parse(cfg->trusted_proxy[i], &gw->trusted[gw->ntrusted], NULL, 0) == 0)
       gw->ntrusted++;
   pthread_mutex_init(&gw->presence_lock, NULL);
+  gw->history = xmalloc(sizeof(*gw->history));
+  history_init(gw->history);
   gw->module_host = (struct tinysse_module_host){gw, host_log, host_publish, host_count, gw->secret};
   gw->nworkers = (int)cfg->workers;
   gw->workers = xcalloc((size_t)gw->nworkers, sizeof(*gw->workers));
@@ -152,6 +155,10 @@ void gateway_teardown(struct gateway *gw)
   idem_free(gw->idem);
   cluster_free(gw->cluster);
   tls_free(gw->tls);
+  if (gw->history) {
+    history_destroy(gw->history);
+    free(gw->history);
+  }
   hub_free(gw->presence);
   hub_free(gw->peers);
   hub_free(gw->conn_peers);

@@ -37,6 +37,14 @@ static void goaway(struct h2conn *hc)
                         NGHTTP2_NO_ERROR, NULL, 0);
 }
 
+/* No stream for --request-timeout (fractions kept: it may be 0.1 s). */
+static void arm_idle(struct h2conn *hc)
+{
+  double t = hc->f->gw->cfg->request_timeout;
+  struct timeval tv = {(time_t)t, (suseconds_t)((t - (double)(time_t)t) * 1e6)};
+  evtimer_add(hc->idle, &tv);
+}
+
 static struct h2stream *stream_of(nghttp2_session *s, int32_t id)
 {
   return nghttp2_session_get_stream_user_data(s, id);
@@ -180,10 +188,8 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *arg)
   st->hc = NULL;
   if (--hc->nstreams == 0 && hc->f->h2_stopping)
     goaway(hc); /* sent by the nghttp2_session_send this runs in */
-  else if (hc->nstreams == 0 && !hc->dead && !hc->idle_fired) {
-    struct timeval tv = {(time_t)hc->f->gw->cfg->request_timeout, 0};
-    evtimer_add(hc->idle, &tv);
-  }
+  else if (hc->nstreams == 0 && !hc->dead && !hc->idle_fired)
+    arm_idle(hc);
   if (st->client)
     client_close(st->client, "closed"); /* its close frees st */
   else if (!st->kept)
@@ -413,8 +419,7 @@ void h2_accept(struct front *f, struct bufferevent *bev, struct evhttp_connectio
     conn_free(hc);
     return;
   }
-  struct timeval tv = {(time_t)f->gw->cfg->request_timeout, 0};
-  evtimer_add(hc->idle, &tv);
+  arm_idle(hc);
   bufferevent_set_timeouts(bev, NULL, NULL); /* evhttp's, for HTTP/1.1 */
   bufferevent_setwatermark(bev, EV_READ, 0, 0);
   bufferevent_setwatermark(bev, EV_WRITE, H2_OUT_MAX / 2, 0);

@@ -4,15 +4,18 @@
 
 #include <string.h>
 
-int history_record(struct history *h, const void *owner, double now,
+void history_init(struct history *h)
+{
+  memset(h, 0, sizeof(*h));
+  pthread_mutex_init(&h->lock, NULL);
+}
+
+void history_destroy(struct history *h) { pthread_mutex_destroy(&h->lock); }
+
+int history_record(struct history *h, double now,
                    void (*fill)(void *arg, struct history_sample *s), void *arg)
 {
   pthread_mutex_lock(&h->lock);
-  if (h->owner != owner) {
-    h->owner = owner;
-    h->head = h->n = 0;
-    h->next = 0;
-  }
   /* One sample per whole second of the clock (the first tick in it takes
    * it), so HISTORY_SLOTS samples span at least HISTORY_SLOTS seconds
    * however many workers tick. A clock stepped back starts afresh. */
@@ -39,10 +42,10 @@ int history_record(struct history *h, const void *owner, double now,
   return 1;
 }
 
-size_t history_copy(struct history *h, const void *owner, struct history_sample *out, size_t cap)
+size_t history_copy(struct history *h, struct history_sample *out, size_t cap)
 {
   pthread_mutex_lock(&h->lock);
-  size_t n = h->owner == owner ? h->n : 0;
+  size_t n = h->n;
   if (n > cap)
     n = cap;
   /* the newest n when cap is short */

@@ -1,7 +1,8 @@
 /* What the status page remembers: the last 10 minutes of the gateway's
  * numbers, one sample a second, in a fixed ring (no allocation per sample),
- * so that a page that connects (or reloads) can draw them at once. Any
- * thread may record or read; the ring has its own lock. */
+ * so that a page that connects (or reloads) can draw them at once. One per
+ * gateway (struct gateway); any thread may record or read: the ring has
+ * its own lock. */
 #ifndef TINYSSE_HISTORY_H
 #define TINYSSE_HISTORY_H
 
@@ -21,21 +22,20 @@ struct history_sample {
 
 struct history {
   pthread_mutex_t lock;
-  const void *owner; /* whose samples these are (a new owner starts afresh) */
   double next;       /* the first clock second (now / HISTORY_INTERVAL) not yet sampled */
   size_t head, n;    /* the oldest sample's slot, and how many are held */
   struct history_sample s[HISTORY_SLOTS];
 };
 
-#define HISTORY_INIT {.lock = PTHREAD_MUTEX_INITIALIZER}
-
-/* Takes a sample for owner when one is due at now: fill(arg, &sample) sets
+void history_init(struct history *h);
+void history_destroy(struct history *h);
+/* Takes a sample when one is due at now: fill(arg, &sample) sets
  * everything but time, under the ring's lock (keep it short). Returns 1
  * when a sample was taken. */
-int history_record(struct history *h, const void *owner, double now,
+int history_record(struct history *h, double now,
                    void (*fill)(void *arg, struct history_sample *s), void *arg);
-/* Copies up to cap of owner's samples into out, oldest first; returns how
- * many. */
-size_t history_copy(struct history *h, const void *owner, struct history_sample *out, size_t cap);
+/* Copies the newest cap samples (or all, if fewer) into out, oldest first;
+ * returns how many. */
+size_t history_copy(struct history *h, struct history_sample *out, size_t cap);
 
 #endif

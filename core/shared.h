@@ -18,6 +18,7 @@
 
 struct hub;
 struct tls;
+struct history;
 struct ring;
 struct message;
 struct cluster;
@@ -84,6 +85,7 @@ struct gateway {
   struct proxy_cidr trusted[CONFIG_MAX_LIST];
   size_t ntrusted;
   struct tls *tls; /* --tls-cert's server context, NULL without TLS */
+  struct history *history; /* the status page's last 10 minutes */
 };
 
 /* Where the broker hands messages: push queues m (taking a reference)

@@ -31,11 +31,9 @@
 #define STATUS_CHANNEL "\001status" /* CHANNEL_PRIVATE_PREFIX, validate.h */
 #define STATUS_TOKEN_TTL 3600
 
-/* The last 10 minutes of numbers (history.h: 600 samples of 48 bytes, about
- * 28 KiB, static), taken by whichever worker ticks first in each second and
- * sent to each status stream in its first event. */
-static struct history status_history = HISTORY_INIT;
-/* Each status stream also listens on a channel of its own, where its first
+/* The last 10 minutes of numbers (gw->history: 600 samples of 48 bytes,
+ * about 28 KiB) are taken by whichever worker ticks first in each second
+ * and sent to each status stream in its first event. Each status stream also listens on a channel of its own, where its first
  * event (with the history) goes: "\001status/<n>". */
 static atomic_ulong status_streams_opened;
 
@@ -156,25 +154,35 @@ static void fill_sample(void *arg, struct history_sample *s)
   s->script_errors = script_errors(gw);
 }
 
-/* ,"history_fields":[...],"history":[[time,streams,...],...]: the samples
+/* "history_fields":[...],"history":[[time,streams,...],...]: the samples
  * held, oldest first, as many as fit in half of --max-queue (so that the
  * first event never gets its stream closed as slow). */
-static void add_history(struct gateway *gw, struct evbuffer *out)
+static void add_history(struct gateway *gw, struct json_object *o)
 {
   size_t cap = (size_t)gw->cfg->max_queue / 2 / 80; /* a row is under 80 bytes */
   if (cap > HISTORY_SLOTS)
     cap = HISTORY_SLOTS;
   struct history_sample *hs = xcalloc(cap ? cap : 1, sizeof(*hs));
-  size_t n = history_copy(&status_history, gw, hs, cap);
-  evbuffer_add_printf(out, ",\"history_interval\":%g,\"history_fields\":[\"time\",\"connections\","
-                      "\"published_total\",\"deliveries_total\",\"slow_total\","
-                      "\"script_errors_total\"],\"history\":[", HISTORY_INTERVAL);
-  for (size_t i = 0; i < n; i++)
-    evbuffer_add_printf(out, "%s[%.3f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 "]",
-                        i ? "," : "", hs[i].time, hs[i].streams, hs[i].published, hs[i].deliveries,
-                        hs[i].slow, hs[i].script_errors);
-  evbuffer_add(out, "]", 1);
+  size_t n = history_copy(gw->history, hs, cap);
+  static const char *const fields[] = {"time", "connections", "published_total",
+                                       "deliveries_total", "slow_total", "script_errors_total"};
+  struct json_object *names = json_arr(), *rows = json_arr();
+  for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+    json_object_array_add(names, json_str(fields[i]));
+  for (size_t i = 0; i < n; i++) {
+    struct json_object *row = json_arr();
+    json_object_array_add(row, json_dbl((double)(long long)(hs[i].time * 1000) / 1000));
+    json_object_array_add(row, json_i64((long long)hs[i].streams));
+    json_object_array_add(row, json_i64((long long)hs[i].published));
+    json_object_array_add(row, json_i64((long long)hs[i].deliveries));
+    json_object_array_add(row, json_i64((long long)hs[i].slow));
+    json_object_array_add(row, json_i64((long long)hs[i].script_errors));
+    json_object_array_add(rows, row);
+  }
   free(hs);
+  json_object_object_add(o, "history_interval", json_dbl(HISTORY_INTERVAL));
+  json_object_object_add(o, "history_fields", names);
+  json_object_object_add(o, "history", rows);
 }
 
 static char *status_json(struct gateway *gw, double now, int with_history)
@@ -204,22 +212,9 @@ static char *status_json(struct gateway *gw, double now, int with_history)
   for (size_t i = 0; i < n; i++)
     json_object_array_add(errs, json_str(recent[i]));
   json_object_object_add(o, "recent_errors", errs);
-  const char *text = json_text(o);
-  char *result;
-  if (with_history) {
-    /* the object's text without its closing brace, then the history */
-    struct evbuffer *b = evbuffer_new();
-    if (!b)
-      alloc_failed(0);
-    evbuffer_add(b, text, strlen(text) - 1);
-    add_history(gw, b);
-    evbuffer_add(b, "}", 2); /* with the terminating NUL */
-    result = xmalloc(evbuffer_get_length(b));
-    evbuffer_remove(b, result, evbuffer_get_length(b));
-    evbuffer_free(b);
-  } else {
-    result = xstrdup(text);
-  }
+  if (with_history)
+    add_history(gw, o);
+  char *result = xstrdup(json_text(o));
   json_object_put(o);
   return result;
 }
@@ -243,7 +238,7 @@ static void send_status(struct front *f, const char *channel, double now, int wi
 
 void status_tick(struct front *f, double now)
 {
-  history_record(&status_history, f->gw, now, fill_sample, f->gw);
+  history_record(f->gw->history, now, fill_sample, f->gw);
   if (now - f->status_sent < 0.9 || hub_subscribers(f->streams->hub, STATUS_CHANNEL) == 0)
     return;
   f->status_sent = now;
