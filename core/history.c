@@ -18,9 +18,11 @@ int history_record(struct history *h, double now,
   pthread_mutex_lock(&h->lock);
   /* One sample per whole second of the clock (the first tick in it takes
    * it), so HISTORY_SLOTS samples span at least HISTORY_SLOTS seconds
-   * however many workers tick. A clock stepped back starts afresh. */
+   * however many workers tick. A tick a little late (a worker whose loop
+   * was busy) is skipped; a clock stepped back by more than
+   * HISTORY_STEP_BACK intervals starts afresh. */
   double slot = (double)(long long)(now / HISTORY_INTERVAL);
-  if (slot < h->next - 1)
+  if (slot < h->next - HISTORY_STEP_BACK)
     h->head = h->n = 0;
   else if (slot < h->next) {
     pthread_mutex_unlock(&h->lock);

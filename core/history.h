@@ -12,6 +12,7 @@
 
 #define HISTORY_SLOTS 600    /* samples kept: 10 minutes ... */
 #define HISTORY_INTERVAL 1.0 /* ... one a second */
+#define HISTORY_STEP_BACK 10 /* intervals the clock must go back to start afresh */
 
 /* The counters are cumulative (the page takes rates and counts per
  * interval from neighbouring samples); streams is the number open. */

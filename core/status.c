@@ -238,7 +238,8 @@ static void send_status(struct front *f, const char *channel, double now, int wi
 
 void status_tick(struct front *f, double now)
 {
-  history_record(f->gw->history, now, fill_sample, f->gw);
+  /* the loop's cached time can be late by what ran before this tick */
+  history_record(f->gw->history, wall_now(), fill_sample, f->gw);
   if (now - f->status_sent < 0.9 || hub_subscribers(f->streams->hub, STATUS_CHANNEL) == 0)
     return;
   f->status_sent = now;
