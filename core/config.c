@@ -93,6 +93,12 @@ static const struct option_desc options[] = {
     {"max-body", "BYTES", K_LONG, F(max_body), 0, 64, 1L << 30, RESTART, NULL, NULL, "1048576", "largest request body in bytes"},
     {"max-header", "BYTES", K_LONG, F(max_header), 0, 256, 1L << 20, RESTART, NULL, NULL, "8192", "largest request line plus headers in bytes"},
     {"hook-timeout", "SECONDS", K_DOUBLE, F(hook_timeout), 0, 0.001, 60, CUSTOM, apply_script_limit, NULL, "0.25", "seconds a Lua hook may run"},
+    {"hook-wall-timeout", "SECONDS", K_DOUBLE, F(hook_wall), 0, 0.01, 600, CUSTOM, apply_script_limit, NULL, "10", "seconds a Lua hook call may take in all, waiting for call-outs included"},
+    {"callout-concurrency", "N", K_LONG, F(callout_concurrency), 0, 1, 100000, RESTART, NULL, NULL, "64", "tinysse.http requests on the wire at once per worker (more wait in a queue)"},
+    {"callout-queue", "N", K_LONG, F(callout_queue), 0, 0, 10000000, RESTART, NULL, NULL, "10000", "tinysse.http requests that may wait per worker; beyond, the call fails with queue_full"},
+    {"callout-max-body", "BYTES", K_LONG, F(callout_max_body), 0, 1024, 1L << 30, RESTART, NULL, NULL, "1048576", "largest tinysse.http answer body"},
+    {"callout-ca-file", "FILE", K_STR, F(callout_ca_file), 0, 0, 0, RESTART, NULL, NULL, NULL, "PEM CA certificates that https:// call-outs and JWKS URLs are verified against (by default the system's)"},
+    {"token-cookie", "NAME", K_STR, F(token_cookie), 0, 0, 0, RESTART, NULL, NULL, NULL, "a stream request without ?token= or a Bearer header takes its token from this cookie (none by default)"},
     {"script-memory", "BYTES", K_LONG, F(script_memory), 0, 1L << 20, 1L << 34, CUSTOM, apply_script_limit, NULL, "67108864", "bytes a Lua state may allocate"},
     {"log-level", "LEVEL", K_STR, F(log_level), 0, 0, 0, CUSTOM, apply_log_level, NULL, "info", "debug, info, warn or error"},
     {"assets", "DIR", K_STR, F(assets), 0, 0, 0, RESTART, NULL, NULL, TINYSSE_ASSETS_DIR, "directory of the browser client files served at /tinysse.js, /tinysse.wasm, /demo"},
@@ -504,14 +510,14 @@ static int apply_log_level(const struct option_desc *o, struct config *live,
   return 0;
 }
 
-/* hook_timeout, script_memory: the Lua states the workers load after the
+/* hook_timeout, hook_wall, script_memory: the Lua states the workers load after the
  * reload take the new limits from the callback. */
 static int apply_script_limit(const struct option_desc *o, struct config *live,
                               const struct config *next, const struct config_reload_ctx *ctx)
 {
   copy_value(o, live, next);
   if (ctx->script_limits)
-    ctx->script_limits(ctx->arg, live->hook_timeout, live->script_memory);
+    ctx->script_limits(ctx->arg, live->hook_timeout, live->hook_wall, live->script_memory);
   return 0;
 }
 

@@ -32,7 +32,7 @@ struct config {
   const char *cors_origin[CONFIG_MAX_LIST];
   int ncors_origin;
   _Atomic long buffer, retry_ms, max_clients, workers;
-  _Atomic double heartbeat, hook_timeout;
+  _Atomic double heartbeat, hook_timeout, hook_wall;
   _Atomic long max_queue, max_body, max_header, script_memory, max_per_peer;
   /* every connection (0 until config_fit_connections picks the default),
    * and HTTP connections that are not streams, per peer address */
@@ -54,6 +54,9 @@ struct config {
   int nplain_listen;
   _Atomic long h2_max_streams;
   _Atomic int no_http2;
+  /* tinysse.http call-outs, per worker; the token cookie of stream requests */
+  _Atomic long callout_concurrency, callout_queue, callout_max_body;
+  _Atomic(const char *) callout_ca_file, token_cookie;
   _Atomic int check, help, version, access_log, no_io_uring;
   _Atomic int man; /* --man: the man page, in roff (hidden from --help) */
   int publish_key_generated;
@@ -97,7 +100,7 @@ struct config_reload_ctx {
   long open_files;
   void *arg;
   void (*log_level)(void *arg, int level);
-  void (*script_limits)(void *arg, double hook_timeout, long script_memory);
+  void (*script_limits)(void *arg, double hook_timeout, double hook_wall, long script_memory);
 };
 /* SIGHUP: copies what may change while running from next (the live config
  * with the reloaded script's config table applied) into live, as the option

@@ -82,33 +82,40 @@ void endpoint_channels(struct request *r)
   req_view_free(&v);
 }
 
+static int start_issue_token(struct script *s, void *arg, struct script_result *res,
+                             const struct script_wait *wait)
+{
+  return script_issue_token(s, arg, res, wait);
+}
+
 void endpoint_token(struct request *r)
 {
   struct script *s = worker_script(r->f->w);
   struct req_view v;
-  char why[512], *token = NULL;
-  double expires_in = 0;
+  struct script_result res;
   if (!script_has(s, HOOK_ISSUE_TOKEN)) {
     reply_error(r, 404, "not_found", "this gateway's script does not issue tokens (no issue_token hook)");
     return;
   }
   req_view_init(&v, r, 1);
   v.sr.publisher = request_is_publisher(r);
-  switch (script_issue_token(s, &v.sr, &token, &expires_in, why, sizeof(why))) {
+  switch (request_hook(r, HOOK_ISSUE_TOKEN, start_issue_token, &v.sr, &res)) {
   case SCRIPT_OK: {
     struct json_object *o = json_obj();
-    json_object_object_add(o, "token", json_str(token));
-    json_object_object_add(o, "expires_in", json_i64((int64_t)expires_in));
+    json_object_object_add(o, "token", json_str(res.token));
+    json_object_object_add(o, "expires_in", json_i64((int64_t)res.expires_in));
     reply_json(r, 200, o);
     break;
   }
+  case SCRIPT_PENDING:
+    break; /* answered when the hook ends */
   case SCRIPT_DENY:
-    reply_error(r, 403, "forbidden", "%s", why);
+    reply_error(r, 403, "forbidden", "%s", res.why);
     break;
   default:
-    reply_error(r, 500, "script", "issue_token failed: %s", why);
+    reply_error(r, 500, "script", "issue_token failed: %s", res.why);
   }
-  free(token);
+  script_result_free(&res);
   req_view_free(&v);
 }
 

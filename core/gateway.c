@@ -16,6 +16,7 @@
 #include "history.h"
 #include "hub.h"
 #include "idem.h"
+#include "jwks_cache.h"
 #include "log.h"
 #include "publisher.h"
 #include "ring.h"
@@ -29,6 +30,12 @@ static void host_log(void *ud, int level, const char *msg, size_t len)
   snprintf(copy, sizeof(copy), "%.*s", (int)(len < 1023 ? len : 1023), msg);
   log_event((enum log_level)(level < 0 ? 0 : level > 3 ? 3 : level), "script_log", "msg=%s",
             log_quote(q, sizeof(q), copy));
+}
+
+static struct jose_keyset *host_jwks(void *ud, const char *url, double refresh, int kid_missing)
+{
+  struct gateway *gw = ud;
+  return jwks_cache_get(gw->jwks, url, refresh, kid_missing);
 }
 
 static void script_published(void *arg, int status, char (*ids)[MESSAGE_ID_MAX], size_t n,
@@ -93,6 +100,7 @@ int gateway_init(struct gateway *gw, struct config *cfg, const struct worker_fro
   memset(gw, 0, sizeof(*gw));
   gw->cfg = cfg;
   gw->limits.hook_timeout = cfg->hook_timeout;
+  gw->limits.hook_wall = cfg->hook_wall;
   gw->limits.memory_cap = (size_t)cfg->script_memory;
   struct timeval now;
   gettimeofday(&now, NULL);
@@ -131,7 +139,9 @@ int gateway_init(struct gateway *gw, struct config *cfg, const struct worker_fro
   pthread_mutex_init(&gw->presence_lock, NULL);
   gw->history = xmalloc(sizeof(*gw->history));
   history_init(gw->history);
-  gw->module_host = (struct tinysse_module_host){gw, host_log, host_publish, host_count, gw->secret};
+  gw->jwks = jwks_cache_new();
+  gw->module_host =
+      (struct tinysse_module_host){gw, host_log, host_publish, host_count, gw->secret, host_jwks};
   gw->nworkers = (int)cfg->workers;
   gw->workers = xcalloc((size_t)gw->nworkers, sizeof(*gw->workers));
   if (!gw->ring || !gw->presence || !gw->peers || !gw->conn_peers)
@@ -142,11 +152,14 @@ int gateway_init(struct gateway *gw, struct config *cfg, const struct worker_fro
       return -1;
     gw->sinks[gw->nsinks++] = worker_sink(gw->workers[i]);
   }
-  return 0;
+  /* the scripts have named their JWKS URLs: worker 0's loop fetches them */
+  return jwks_cache_start(gw->jwks, worker_base(gw->workers[0]), cfg, err, errlen);
 }
 
 void gateway_teardown(struct gateway *gw)
 {
+  jwks_cache_free(gw->jwks); /* before worker 0's loop goes */
+  gw->jwks = NULL;
   for (int i = 0; gw->workers && i < gw->nworkers; i++)
     worker_free(gw->workers[i]);
   free(gw->workers);

@@ -113,9 +113,11 @@ static int take_socket(void *arg)
 
 /* The answer's head, written by us: evhttp would send a streamed answer
  * chunked. Then the socket leaves evhttp for the stream. */
-static int op_open_stream(struct request *r, struct client_params *p)
+static int open_stream(struct request *r, struct client_params *p)
 {
   struct front *f = r->f;
+  if (!evhttp_request_get_connection(ev(r)))
+    return -1; /* the client left while a hook waited */
   char head[2048];
   size_t hl = (size_t)snprintf(head, sizeof(head),
                                "HTTP/1.1 200 OK\r\n"
@@ -145,8 +147,18 @@ static int op_open_stream(struct request *r, struct client_params *p)
   return client_open(f->streams, p);
 }
 
+static int op_open_stream(struct request *r, struct client_params *p)
+{
+  int rc = open_stream(r, p);
+  if (rc == 0)
+    done_with(r); /* a kept copy ends with its answer */
+  return rc;
+}
+
 static struct request *op_keep(struct request *r)
 {
+  if (r->kept)
+    return r;
   struct request *k = xmalloc(sizeof(*k));
   *k = *r;
   k->kept = 1;

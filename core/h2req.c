@@ -278,11 +278,16 @@ static int op_open_stream(struct request *r, struct client_params *p)
 {
   p->io = &h2_io;
   p->io_arg = st_of(r);
-  return client_open(r->f->streams, p);
+  int rc = client_open(r->f->streams, p);
+  if (rc == 0)
+    done_with(r); /* a kept copy ends with its answer */
+  return rc;
 }
 
 static struct request *op_keep(struct request *r)
 {
+  if (r->kept)
+    return r;
   struct request *k = xmalloc(sizeof(*k));
   *k = *r;
   k->kept = 1;

@@ -60,10 +60,12 @@ static void reload_log_level(void *arg, int level)
   log_set_level((enum log_level)level);
 }
 
-static void reload_script_limits(void *arg, double hook_timeout, long script_memory)
+static void reload_script_limits(void *arg, double hook_timeout, double hook_wall,
+                                 long script_memory)
 {
   struct gateway *gw = arg;
   gw->limits.hook_timeout = hook_timeout;
+  gw->limits.hook_wall = hook_wall;
   gw->limits.memory_cap = (size_t)script_memory;
 }
 
@@ -125,10 +127,17 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 
 /* Loads the script for its config table; with --check, hooks gets the
  * names of its hooks for the "ok" line printed once everything is valid. */
+static struct jose_keyset *no_jwks(void *ud, const char *url, double refresh, int kid_missing)
+{
+  (void)ud, (void)url, (void)refresh, (void)kid_missing;
+  return NULL; /* nothing is fetched for this load: the workers' loads fetch */
+}
+
 static int load_for_config(struct gateway *gw, struct config *cfg, char *hooks, size_t cap)
 {
   char err[1024];
-  struct script *s = script_load(cfg->script, &gw->limits, NULL, NULL, err, sizeof(err));
+  struct tinysse_module_host host = {.jwks_fetch = no_jwks};
+  struct script *s = script_load(cfg->script, &gw->limits, &host, NULL, err, sizeof(err));
   if (!s) {
     fprintf(stderr, "tinysse: cannot load script: %s\n", err);
     return -1;
@@ -181,11 +190,13 @@ int main(int argc, char **argv)
 
   gw.cfg = &cfg;
   gw.limits.hook_timeout = cfg.hook_timeout;
+  gw.limits.hook_wall = cfg.hook_wall;
   gw.limits.memory_cap = (size_t)cfg.script_memory;
   char hooks[256];
   if (load_for_config(&gw, &cfg, hooks, sizeof(hooks)) != 0)
     return cfg.check ? 1 : 2;
   gw.limits.hook_timeout = cfg.hook_timeout;
+  gw.limits.hook_wall = cfg.hook_wall;
   gw.limits.memory_cap = (size_t)cfg.script_memory;
   open_files = config_open_files();
   if (config_validate(&cfg, err, sizeof(err)) != 0 ||

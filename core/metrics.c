@@ -8,6 +8,7 @@
 #include <event2/buffer.h>
 
 #include "cluster.h"
+#include "jwks_cache.h"
 #include "shared.h"
 #include "ring.h"
 #include "worker.h"
@@ -128,6 +129,7 @@ void metrics_render(struct gateway *gw, struct evbuffer *out)
 
   /* Script counters (plain words written by each worker's own thread). */
   unsigned long errors = 0, timeouts = 0, memory = 0, bad = 0, calls[HOOK_COUNT] = {0};
+  unsigned long waits = 0, waiting = 0, callouts = 0, callout_errors = 0;
   unsigned long buckets[8] = {0}, count = 0;
   double sum = 0;
   for (int i = 0; i < gw->nworkers; i++) {
@@ -136,6 +138,10 @@ void metrics_render(struct gateway *gw, struct evbuffer *out)
     timeouts += s->timeouts;
     memory += s->memory_errors;
     bad += s->bad_returns;
+    waits += s->waits;
+    waiting += s->waiting;
+    callouts += s->callouts;
+    callout_errors += s->callout_errors;
     for (int h = 0; h < HOOK_COUNT; h++)
       calls[h] += s->calls[h];
     for (int b = 0; b < 8; b++)
@@ -155,8 +161,17 @@ void metrics_render(struct gateway *gw, struct evbuffer *out)
   for (int h = 0; h < HOOK_COUNT; h++)
     evbuffer_add_printf(out, "tinysse_hook_calls_total{hook=\"%s\"} %lu\n",
                         script_hook_name((enum script_hook)h), calls[h]);
-  histogram(out, "tinysse_hook_duration_seconds", "Time spent in Lua hook calls.",
+  histogram(out, "tinysse_hook_duration_seconds", "Time spent running Lua hook calls (CPU; waits for call-outs not counted).",
             script_latency_bounds, buckets, 8, count, sum);
+  head(out, "tinysse_hook_waits_total", "counter", "Lua hook calls that waited for a call-out (tinysse.http).");
+  evbuffer_add_printf(out, "tinysse_hook_waits_total %lu\n", waits);
+  head(out, "tinysse_hooks_waiting", "gauge", "Lua hook calls waiting for a call-out now.");
+  evbuffer_add_printf(out, "tinysse_hooks_waiting %lu\n", waiting);
+  head(out, "tinysse_callouts_total", "counter", "tinysse.http calls made by hooks.");
+  evbuffer_add_printf(out, "tinysse_callouts_total %lu\n", callouts);
+  head(out, "tinysse_callout_errors_total", "counter", "tinysse.http calls that got no HTTP answer (timeout, connect, TLS, too large, queue full).");
+  evbuffer_add_printf(out, "tinysse_callout_errors_total %lu\n", callout_errors);
+  jwks_cache_metrics(gw->jwks, out);
   process_fds(out);
   cluster_metrics(gw, out);
 }

@@ -9,7 +9,9 @@
 #include <string.h>
 #include <sys/queue.h>
 
+#include <event2/buffer.h>
 #include <event2/http.h>
+#include <event2/util.h>
 #include <json-c/json.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -31,11 +33,72 @@ const char *request_query(struct request *r, const char *key)
   return evhttp_find_header(&r->args, key);
 }
 
+struct hook_memo {
+  struct script_result res[HOOK_COUNT];
+  unsigned char have[HOOK_COUNT];
+};
+
 void request_release(struct request *r)
 {
   if (r->args_parsed)
     evhttp_clear_headers(&r->args);
   r->args_parsed = 0;
+  if (r->memo) {
+    for (int h = 0; h < HOOK_COUNT; h++)
+      script_result_free(&r->memo->res[h]);
+    free(r->memo);
+    r->memo = NULL;
+  }
+}
+
+/* A hook that waits for a request. */
+struct hook_wait {
+  struct request *r; /* kept */
+  enum script_hook h;
+  struct script_call *call;
+};
+
+static void hook_ended(void *arg, struct script_result *res)
+{
+  struct hook_wait *hw = arg;
+  struct request *r = hw->r;
+  request_hook_keep(r, hw->h, res);
+  free(hw);
+  r->resume(r); /* answers r, or waits again */
+}
+
+void request_hook_keep(struct request *r, enum script_hook h, struct script_result *res)
+{
+  if (!r->kept)
+    return; /* a request being handled for the first time: the hook runs again */
+  if (!r->memo)
+    r->memo = xcalloc(1, sizeof(*r->memo));
+  script_result_free(&r->memo->res[h]);
+  r->memo->res[h] = *res;
+  r->memo->have[h] = 1;
+  memset(res, 0, sizeof(*res));
+}
+
+int request_hook(struct request *r, enum script_hook h, request_hook_start start, void *arg,
+                 struct script_result *res)
+{
+  struct hook_memo *m = r->memo;
+  if (m && m->have[h]) { /* the result moves to the caller */
+    *res = m->res[h];
+    memset(&m->res[h], 0, sizeof(m->res[h]));
+    m->have[h] = 0;
+    return res->status;
+  }
+  struct hook_wait *hw = xcalloc(1, sizeof(*hw));
+  struct script_wait w = {hook_ended, hw, &hw->call};
+  int rc = start(worker_script(r->f->w), arg, res, r->resume ? &w : NULL);
+  if (rc != SCRIPT_PENDING) {
+    free(hw);
+    return rc;
+  }
+  hw->h = h;
+  hw->r = r->ops->keep(r);
+  return SCRIPT_PENDING;
 }
 
 void reply_json(struct request *r, int code, struct json_object *body)
@@ -120,6 +183,61 @@ static void add_header(void *arg, const char *name, const char *value)
   add_kv(n->v, lower, value);
 }
 
+/* Cookie: a=1; b=2 (RFC 6265 section 5.4), every Cookie header: the
+ * first of a name wins; at most REQ_MAX_COOKIES; pairs without '=' are
+ * skipped; a value's surrounding quotes are kept, as browsers send them. */
+#define REQ_MAX_COOKIES 64
+
+static void cookie_text(void *arg, const char *name, const char *value)
+{
+  struct evbuffer *b = arg;
+  if (evutil_ascii_strcasecmp(name, "Cookie") == 0)
+    evbuffer_add_printf(b, "%s;", value);
+}
+
+static void parse_cookies(struct req_view *v, struct request *r)
+{
+  if (!r->ops->header(r, "Cookie"))
+    return;
+  struct evbuffer *b = evbuffer_new();
+  if (!b)
+    alloc_failed(0);
+  r->ops->each_header(r, cookie_text, b);
+  size_t len = evbuffer_get_length(b);
+  if (len) {
+    v->cookie_text = xmalloc(len + 1);
+    evbuffer_remove(b, v->cookie_text, len);
+    v->cookie_text[len] = 0;
+    v->cookies = xmalloc(REQ_MAX_COOKIES * sizeof(*v->cookies));
+    char *save = NULL;
+    for (char *pair = strtok_r(v->cookie_text, ";", &save);
+         pair && v->sr.ncookies < REQ_MAX_COOKIES; pair = strtok_r(NULL, ";", &save)) {
+      while (*pair == ' ' || *pair == '\t')
+        pair++;
+      char *eq = strchr(pair, '=');
+      if (!eq || eq == pair)
+        continue;
+      *eq = 0;
+      char *end = eq;
+      while (end > pair && (end[-1] == ' ' || end[-1] == '\t'))
+        *--end = 0;
+      char *val = eq + 1;
+      while (*val == ' ' || *val == '\t')
+        val++;
+      end = val + strlen(val);
+      while (end > val && (end[-1] == ' ' || end[-1] == '\t'))
+        *--end = 0;
+      int seen = 0;
+      for (size_t i = 0; i < v->sr.ncookies && !seen; i++)
+        seen = strcmp(v->cookies[i].key, pair) == 0;
+      if (!seen)
+        v->cookies[v->sr.ncookies++] = (struct script_kv){pair, val};
+    }
+    v->sr.cookies = v->cookies;
+  }
+  evbuffer_free(b);
+}
+
 void req_view_init(struct req_view *v, struct request *r, int with_body)
 {
   static atomic_ullong serials;
@@ -145,6 +263,7 @@ void req_view_init(struct req_view *v, struct request *r, int with_body)
   v->sr.nquery = nq;
   v->sr.headers = v->kv + nq;
   v->sr.nheaders = v->nkv - nq;
+  parse_cookies(v, r);
   if (with_body) {
     size_t len = 0;
     const char *body = r->ops->body(r, &len);
@@ -155,6 +274,10 @@ void req_view_init(struct req_view *v, struct request *r, int with_body)
 
 void req_view_free(struct req_view *v)
 {
+  free(v->cookies);
+  free(v->cookie_text);
+  v->cookies = NULL;
+  v->cookie_text = NULL;
   free(v->kv);
   free(v->names);
   v->kv = NULL;
@@ -187,21 +310,31 @@ int request_is_publisher(const struct request *r)
   return CRYPTO_memcmp(a, b, sizeof(a)) == 0;
 }
 
+static int start_authorize_publish(struct script *s, void *arg, struct script_result *res,
+                                   const struct script_wait *wait)
+{
+  return script_authorize_publish(s, arg, res, wait);
+}
+
 int request_authorize_publisher(struct request *r, struct req_view *v)
 {
-  char why[512];
   struct script *s = worker_script(r->f->w);
   if (v->sr.publisher)
     return 0;
   if (script_has(s, HOOK_AUTHORIZE_PUBLISH)) {
-    switch (script_authorize_publish(s, &v->sr, why, sizeof(why))) {
+    struct script_result res;
+    int rc = request_hook(r, HOOK_AUTHORIZE_PUBLISH, start_authorize_publish, &v->sr, &res);
+    script_result_free(&res);
+    switch (rc) {
     case SCRIPT_OK:
       return 0;
+    case SCRIPT_PENDING:
+      return -1;
     case SCRIPT_DENY:
-      reply_error(r, 403, "forbidden", "%s", why);
+      reply_error(r, 403, "forbidden", "%s", res.why);
       return -1;
     default:
-      reply_error(r, 500, "script", "authorize_publish failed: %s", why);
+      reply_error(r, 500, "script", "authorize_publish failed: %s", res.why);
       return -1;
     }
   }
@@ -227,6 +360,10 @@ void request_add_cors(struct request *r)
         !strpbrk(origin, "\r\n")) {
       r->ops->add_header(r, "Access-Control-Allow-Origin", origin);
       r->ops->add_header(r, "Vary", "Origin");
+      /* EventSource({withCredentials: true}) sends the token cookie only
+       * to an origin that allows credentials (never to "*") */
+      if (cfg->token_cookie)
+        r->ops->add_header(r, "Access-Control-Allow-Credentials", "true");
       return;
     }
   }

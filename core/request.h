@@ -37,8 +37,9 @@ struct request_ops {
   /* answers 200 text/event-stream with the headers added so far and hands
    * the connection to a stream: client_open()'s result */
   int (*open_stream)(struct request *r, struct client_params *p);
-  /* the answer is sent later, from another callback (cluster publishes):
-   * returns a copy of r to answer then (freed by its send) */
+  /* the answer is sent later, from another callback (cluster publishes,
+   * hooks that wait): returns a copy of r to answer then (freed by its
+   * send or open_stream); r itself when r is such a copy already */
   struct request *(*keep)(struct request *r);
 };
 
@@ -55,10 +56,28 @@ struct request {
   const char *peer;       /* the client's address (see conn.c) */
   unsigned port;          /* and port, 0 when unknown */
   char id[24];            /* X-Request-Id */
-  int kept;               /* a copy made by keep(): freed by send */
+  int kept;               /* a copy made by keep(): freed by its answer */
   struct evkeyvalq args;  /* the query, parsed on first use */
   int args_parsed;
+  /* Hooks that waited (request_hook): their results, and the handler the
+   * router runs again with them when one ends. */
+  struct hook_memo *memo;
+  void (*resume)(struct request *r);
 };
+
+/* Runs hook h for r through start(script, arg, res, wait). Returns the
+ * hook's status with res filled, or SCRIPT_PENDING: the hook waits for a
+ * call-out; r has been kept and its handler (r->resume) runs again when the
+ * hook ends, and this call then returns the hook's result at once. A hook
+ * runs once per request. */
+typedef int (*request_hook_start)(struct script *s, void *arg, struct script_result *res,
+                                  const struct script_wait *wait);
+int request_hook(struct request *r, enum script_hook h, request_hook_start start, void *arg,
+                 struct script_result *res);
+/* Gives a result request_hook returned back to r, for a handler that waits
+ * for a later hook and needs this one's result when it runs again (only a
+ * kept request holds it; res is emptied then). */
+void request_hook_keep(struct request *r, enum script_hook h, struct script_result *res);
 
 /* The query's value for key (NULL when absent); parsed on first use. */
 const char *request_query(struct request *r, const char *key);
@@ -80,6 +99,8 @@ struct req_view {
   struct script_req sr;
   struct script_kv *kv; /* query then headers */
   char *names;          /* lower-cased header names */
+  struct script_kv *cookies;
+  char *cookie_text;    /* the Cookie headers' text, cut into names and values */
   size_t nkv, cap;
   char peer[64];
 };
@@ -92,7 +113,8 @@ const char *request_bearer(const struct request *r);
 /* Does the request carry the gateway's publish key? Constant time. */
 int request_is_publisher(const struct request *r);
 /* Publish-side authorisation (for /publish and /channels): 0 when allowed;
- * otherwise the request has been answered (401/403/500) and -1 returned. */
+ * otherwise -1: the request has been answered (401/403/500), or it waits
+ * for authorize_publish and its handler runs again when that ends. */
 int request_authorize_publisher(struct request *r, struct req_view *v);
 /* The answer's CORS headers for a browser origin allowed by --cors-origin
  * (none when the request has no Origin, or it is not allowed). */

@@ -70,10 +70,12 @@ void router_dispatch(struct request *r)
   }
   const struct route *rt = find(cfg, r->path);
   if (rt) {
-    if (r->method == REQ_OTHER || !(rt->methods & M(r->method)))
+    if (r->method == REQ_OTHER || !(rt->methods & M(r->method))) {
       reply_method_not_allowed(r, rt->allow);
-    else
+    } else {
+      r->resume = rt->handler; /* run again when a hook that waited ends */
       rt->handler(r);
+    }
   } else if (endpoint_is_asset(r->path)) {
     if (r->method != REQ_GET && r->method != REQ_HEAD)
       reply_method_not_allowed(r, "GET, HEAD");

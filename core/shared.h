@@ -86,6 +86,7 @@ struct gateway {
   size_t ntrusted;
   struct tls *tls; /* --tls-cert's server context, NULL without TLS */
   struct history *history; /* the status page's last 10 minutes */
+  struct jwks_cache *jwks; /* key sets from tinysse.jwks URLs, shared by every worker */
 };
 
 /* Where the broker hands messages: push queues m (taking a reference)

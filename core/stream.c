@@ -71,13 +71,76 @@ static char **default_channels(const char *user_id, const char *role, size_t *n)
   return v;
 }
 
+struct token_args {
+  const char *token;
+  const struct script_req *req;
+};
+
+static int start_validate_token(struct script *s, void *arg, struct script_result *res,
+                                const struct script_wait *wait)
+{
+  struct token_args *a = arg;
+  return script_validate_token(s, a->token, a->req, res, wait);
+}
+
+struct channels_args {
+  const char *user_id, *role;
+  const struct script_req *req;
+};
+
+static int start_channels(struct script *s, void *arg, struct script_result *res,
+                          const struct script_wait *wait)
+{
+  struct channels_args *a = arg;
+  return script_channels(s, a->user_id, a->role, a->req, res, wait);
+}
+
+/* The token: ?token=, else a Bearer header, else the --token-cookie
+ * cookie. NULL when none. */
+static const char *stream_token(struct request *r, const struct req_view *v)
+{
+  const char *token = request_bearer(r);
+  if (!token)
+    token = request_query(r, "token");
+  const char *cookie = r->f->gw->cfg->token_cookie;
+  if ((!token || !*token) && cookie) {
+    for (size_t i = 0; i < v->sr.ncookies; i++)
+      if (strcmp(v->sr.cookies[i].key, cookie) == 0)
+        token = v->sr.cookies[i].value;
+  }
+  return token;
+}
+
+/* A hook for the stream endpoint refused or failed: the answer, and 0
+ * only when it went on. */
+static int hook_verdict(struct request *r, const char *hook, int rc, const char *why,
+                        const char *peer)
+{
+  struct front *f = r->f;
+  char q[600];
+  switch (rc) {
+  case SCRIPT_OK:
+    return 0;
+  case SCRIPT_PENDING:
+    return -1; /* the handler runs again when the hook ends */
+  case SCRIPT_DENY:
+    STAT_ADD(f->stats->auth_rejected, 1);
+    log_event(LOG_INFO, "auth_rejected", "peer=%s reason=%s", peer, log_quote(q, sizeof(q), why));
+    script_on_error(worker_script(f->w), "auth", why);
+    reply_error(r, 401, "auth", "%s", why);
+    return -1;
+  default:
+    reply_error(r, 500, "script", "%s failed: %s", hook, why);
+    return -1;
+  }
+}
+
 void stream_request(struct request *r)
 {
   struct front *f = r->f;
   struct req_view v;
   struct client_params p = {0};
-  char why[512], q[600];
-  double expires_at = 0;
+  struct script_result who = {0}, where = {0};
 
   req_view_init(&v, r, 0);
   if (worker_stopping(f->w)) {
@@ -94,12 +157,11 @@ void stream_request(struct request *r)
     stream_shed(r, SHED_MAX_CLIENTS);
     goto done;
   }
-  const char *token = request_bearer(r);
-  if (!token)
-    token = request_query(r, "token");
+  const char *token = stream_token(r, &v);
   if (!token || !*token) {
     STAT_ADD(f->stats->auth_rejected, 1);
-    reply_error(r, 401, "auth", "a token is required: ?token=... or Authorization: Bearer ...");
+    reply_error(r, 401, "auth", "a token is required: ?token=... or Authorization: Bearer ...%s",
+                f->gw->cfg->token_cookie ? " or the token cookie" : "");
     goto done;
   }
   if (!script_has(worker_script(f->w), HOOK_VALIDATE_TOKEN)) {
@@ -107,39 +169,40 @@ void stream_request(struct request *r)
     reply_error(r, 401, "auth", "this gateway's script accepts no tokens (no validate_token hook)");
     goto done;
   }
-  switch (script_validate_token(worker_script(f->w), token, &v.sr, &p.user_id, &p.role, &expires_at, why,
-                                sizeof(why))) {
-  case SCRIPT_OK:
-    break;
-  case SCRIPT_DENY:
-    STAT_ADD(f->stats->auth_rejected, 1);
-    log_event(LOG_INFO, "auth_rejected", "peer=%s reason=%s", v.peer, log_quote(q, sizeof(q), why));
-    script_on_error(worker_script(f->w), "auth", why);
-    reply_error(r, 401, "auth", "%s", why);
+  struct token_args ta = {token, &v.sr};
+  int rc = request_hook(r, HOOK_VALIDATE_TOKEN, start_validate_token, &ta, &who);
+  if (hook_verdict(r, "validate_token", rc, who.why, v.peer) != 0)
     goto done;
-  default:
-    reply_error(r, 500, "script", "validate_token failed: %s", why);
-    goto done;
-  }
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  if (expires_at > 0 && expires_at <= (double)ts.tv_sec + (double)ts.tv_nsec / 1e9) {
+  if (who.expires_at > 0 && who.expires_at <= (double)ts.tv_sec + (double)ts.tv_nsec / 1e9) {
     STAT_ADD(f->stats->auth_rejected, 1);
     reply_error(r, 401, "auth", "token expired");
     goto done;
   }
-  p.expires_at = expires_at;
+  p.user_id = who.user_id;
+  p.role = who.role;
+  p.expires_at = who.expires_at;
 
   if (script_has(worker_script(f->w), HOOK_CHANNELS)) {
-    int rc = script_channels(worker_script(f->w), p.user_id, p.role, &v.sr, &p.channels, &p.nchannels, why,
-                             sizeof(why));
-    if (rc != SCRIPT_OK) {
-      reply_error(r, 500, "script", "channels failed: %s", why);
+    struct channels_args ca = {who.user_id, who.role, &v.sr};
+    rc = request_hook(r, HOOK_CHANNELS, start_channels, &ca, &where);
+    if (rc != SCRIPT_OK && rc != SCRIPT_PENDING) {
+      reply_error(r, 500, "script", "channels failed: %s", where.why);
       goto done;
     }
-  } else if (!(p.channels = default_channels(p.user_id, p.role, &p.nchannels))) {
+    if (rc == SCRIPT_PENDING) {
+      /* validate_token's result is needed again when the handler reruns */
+      request_hook_keep(r, HOOK_VALIDATE_TOKEN, &who);
+      goto done;
+    }
+    p.channels = where.channels;
+    p.nchannels = where.nchannels;
+  } else if (!(p.channels = where.channels = default_channels(who.user_id, who.role, &p.nchannels))) {
     reply_error(r, 500, "internal", "out of memory");
     goto done;
+  } else {
+    where.nchannels = p.nchannels;
   }
 
   p.resume_id = r->ops->header(r, "Last-Event-ID");
@@ -149,7 +212,13 @@ void stream_request(struct request *r)
     p.resume_id = NULL;
   p.peer_ip = r->peer;
 
-  switch (r->ops->open_stream(r, &p)) {
+  rc = r->ops->open_stream(r, &p);
+  /* what the stream did not take (or freed) is still ours */
+  who.user_id = p.user_id;
+  who.role = p.role;
+  where.channels = p.channels;
+  where.nchannels = p.nchannels;
+  switch (rc) {
   case 0:
     break;
   case -2:
@@ -165,8 +234,7 @@ void stream_request(struct request *r)
     reply_error(r, 500, "internal", "out of memory");
   }
 done:
-  free(p.user_id);
-  free(p.role);
-  script_strv_free(p.channels, p.nchannels);
+  script_result_free(&who);
+  script_result_free(&where);
   req_view_free(&v);
 }

@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "alloc.h"
+#include "callout_io.h"
 #include "client.h"
 #include "cluster.h"
 #include "hub.h"
@@ -20,6 +21,9 @@
 #include "message.h"
 #include "ring.h"
 #include "uring.h"
+
+/* States kept after reloads for their waiting hook calls. */
+#define WORKER_RETIRED_MAX 8
 
 /* Events get the middle priority by default; fan-out and reaping the lowest. */
 #define WORKER_PRIORITIES 3
@@ -49,7 +53,53 @@ struct worker {
   int stopping;
   struct event *stop_ev;
   pthread_t thread;
+  /* tinysse.http; and states replaced by a reload whose hook calls still
+   * wait for call-outs (freed once they are done: on_tick) */
+  struct callout_io *callouts;
+  struct script *retired[WORKER_RETIRED_MAX];
+  int nretired;
 };
+
+/* A state as the worker runs it: its call-outs go through the worker. */
+static struct script *load_script(struct worker *w, char *err, size_t errlen)
+{
+  struct gateway *gw = w->gw;
+  struct script *s = script_load(gw->cfg->script, &gw->limits, &gw->module_host, &w->sstats, err,
+                                 errlen);
+  if (s && w->callouts) {
+    struct script_io io = callout_io_ops(w->callouts);
+    script_set_io(s, &io);
+  }
+  return s;
+}
+
+/* A replaced state: freed now, or once its waiting hook calls end (a
+ * reload loses no request); past WORKER_RETIRED_MAX, the oldest one's
+ * calls are ended. */
+static void retire_script(struct worker *w, struct script *s)
+{
+  if (!script_busy(s)) {
+    script_free(s);
+    return;
+  }
+  if (w->nretired == WORKER_RETIRED_MAX) {
+    script_free(w->retired[0]);
+    memmove(w->retired, w->retired + 1, --w->nretired * sizeof(w->retired[0]));
+  }
+  w->retired[w->nretired++] = s;
+}
+
+static void free_idle_retired(struct worker *w)
+{
+  int k = 0;
+  for (int i = 0; i < w->nretired; i++) {
+    if (script_busy(w->retired[i]))
+      w->retired[k++] = w->retired[i];
+    else
+      script_free(w->retired[i]);
+  }
+  w->nretired = k;
+}
 
 struct gateway *worker_gateway(const struct worker *w) { return w->gw; }
 struct event_base *worker_base(const struct worker *w) { return w->base; }
@@ -218,8 +268,7 @@ static void reload_script(struct worker *w)
 {
   char err[1024];
   struct gateway *gw = w->gw;
-  struct script *s = script_load(gw->cfg->script, &gw->limits, &gw->module_host, &w->sstats, err,
-                                 sizeof(err));
+  struct script *s = load_script(w, err, sizeof(err));
   char q[1100];
   if (!s) {
     log_event(LOG_ERROR, "reload_failed", "worker=%d keeping=old error=%s", w->index,
@@ -235,7 +284,7 @@ static void reload_script(struct worker *w)
       snprintf(list + strlen(list), 256 - strlen(list), "%s%s", *list ? "," : "",
                script_hook_name((enum script_hook)h));
   }
-  script_free(w->streams.script);
+  retire_script(w, w->streams.script);
   w->streams.script = s;
   log_event(LOG_INFO, "script_reloaded", "worker=%d script=%s hooks_added=%s hooks_removed=%s",
             w->index, log_quote(q, sizeof(q), gw->cfg->script), *added ? added : "none",
@@ -331,6 +380,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
   struct worker *w = arg;
   double now = cached_now(w);
   size_t queued = clients_tick(&w->streams, now, w->gw->cfg->heartbeat);
+  if (w->nretired)
+    free_idle_retired(w);
   if (w->front)
     w->front_ops->tick(w->front, now);
   atomic_store_explicit(&w->stats.bytes_queued, queued, memory_order_relaxed);
@@ -376,8 +427,9 @@ struct worker *worker_new(struct gateway *gw, int index, const struct worker_fro
                                 .schedule_reap = schedule_reap, .arg = w};
   if (!w->streams.hub)
     alloc_failed(0);
-  w->streams.script =
-      script_load(gw->cfg->script, &gw->limits, &gw->module_host, &w->sstats, err, errlen);
+  if (!(w->callouts = callout_io_new(w->base, gw->cfg, err, errlen)))
+    goto fail;
+  w->streams.script = load_script(w, err, errlen);
   if (!w->streams.script)
     goto fail;
   w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -424,7 +476,18 @@ void worker_free(struct worker *w)
 {
   if (!w)
     return;
+  /* Requests waiting for hooks get their answer (500) while the front is
+   * open; hooks that streams closing now start are ended after. */
+  for (int i = 0; i < w->nretired; i++)
+    script_cancel_all(w->retired[i]);
+  script_cancel_all(w->streams.script);
   clients_release(&w->streams);
+  for (int i = 0; i < w->nretired; i++)
+    script_free(w->retired[i]);
+  w->nretired = 0;
+  script_cancel_all(w->streams.script);
+  callout_io_free(w->callouts);
+  w->callouts = NULL;
   if (w->gw->cluster)
     cluster_detach(w->gw->cluster, w->redis, w->index);
   w->redis = NULL;

@@ -1,10 +1,12 @@
-/* The script host: the only core C that includes Lua headers. One state per
- * worker; every hook call goes through call_hook(): lua_pcall with a
- * traceback handler, a count hook enforcing a time budget, and an allocator
- * enforcing a memory cap. */
+/* The script host: the only core C that includes Lua headers (with hooks.c
+ * and callout.c). One state per worker. Every hook call runs as a
+ * coroutine (host_run): a count hook enforces the CPU budget over its
+ * running time, a wall-clock limit bounds the whole call, an allocator
+ * enforces the memory cap, and errors get a traceback. A call that waits
+ * for a call-out is parked on the heap and resumed when the answer comes. */
 #include "host.h"
 #include "alloc.h"
-#include "validate.h"
+#include "host_impl.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -29,21 +31,7 @@ static const char *const hook_names[HOOK_COUNT] = {
     "validate_token", "channels", "on_connect", "on_disconnect",
     "authorize_publish", "issue_token", "on_error"};
 
-struct script {
-  lua_State *L;
-  size_t used, cap;
-  double deadline; /* monotonic seconds; 0 when no call runs */
-  int timed_out, in_on_error;
-  int hooks[HOOK_COUNT]; /* registry refs, LUA_NOREF when absent */
-  unsigned long long req_serial; /* the request whose table req_ref holds */
-  int req_ref;
-  int config_ref;
-  struct script_limits limits;
-  struct script_stats *stats;
-  char path[];
-};
-
-static double mono_now(void)
+double host_mono_now(void)
 {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -72,7 +60,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
   (void)ar;
   struct script *s;
   lua_getallocf(L, (void **)&s);
-  if (s->deadline > 0 && mono_now() > s->deadline) {
+  if (s->deadline > 0 && host_mono_now() > s->deadline) {
     s->timed_out = 1;
     luaL_error(L, "script exceeded its time budget of %d ms",
                (int)(s->limits.hook_timeout * 1000 + 0.5));
@@ -89,7 +77,7 @@ static int traceback(lua_State *L)
 }
 
 /* First line of a Lua error message, for clients and for `why`. */
-static void first_line(char *out, size_t cap, const char *msg)
+void host_first_line(char *out, size_t cap, const char *msg)
 {
   size_t n = strcspn(msg, "\n");
   if (n >= cap)
@@ -98,7 +86,7 @@ static void first_line(char *out, size_t cap, const char *msg)
   out[n] = '\0';
 }
 
-static void log_script_error(struct script *s, const char *what, const char *msg)
+void host_log_error(struct script *s, const char *what, const char *msg)
 {
   char q1[512], q2[2048];
   log_event(LOG_ERROR, "script_error", "script=%s hook=%s error=%s",
@@ -117,8 +105,31 @@ static void record_latency(struct script *s, double dt)
   st->latency_count++;
 }
 
-/* Stack on entry: function, nargs arguments. On SCRIPT_OK the nres results
- * are left on the stack; otherwise nothing is, and why holds the reason. */
+/* Counts, logs and reports (to on_error) a failed call; why gets the first
+ * line. timed_out and mem say which limit ended it. */
+static void call_failed(struct script *s, const char *what, const char *msg, int mem,
+                        int timed_out, char *why, size_t whylen)
+{
+  if (mem)
+    msg = "script exceeded its memory cap";
+  if (s->stats) {
+    if (mem)
+      s->stats->memory_errors++;
+    else if (timed_out)
+      s->stats->timeouts++;
+    s->stats->errors++;
+  }
+  host_log_error(s, what, msg);
+  host_first_line(why, whylen, msg);
+  if (!s->in_on_error && s->hooks[HOOK_ON_ERROR] != LUA_NOREF) {
+    char copy[512];
+    host_first_line(copy, sizeof(copy), why);
+    script_on_error(s, timed_out ? "timeout" : "script", copy);
+  }
+}
+
+/* The script's top level (synchronous, on the main thread). Stack on
+ * entry: function, nargs arguments; on SCRIPT_OK nres results are left. */
 static int protected_call(struct script *s, const char *what, int nargs, int nres,
                           double budget, char *why, size_t whylen)
 {
@@ -127,52 +138,227 @@ static int protected_call(struct script *s, const char *what, int nargs, int nre
   lua_pushcfunction(L, traceback);
   lua_insert(L, base);
   s->timed_out = 0;
-  double start = mono_now();
-  s->deadline = start + budget;
+  s->deadline = host_mono_now() + budget;
   lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1000);
   int rc = lua_pcall(L, nargs, nres, base);
   lua_sethook(L, NULL, 0, 0);
   s->deadline = 0;
-  record_latency(s, mono_now() - start);
   if (rc == LUA_OK) {
     lua_remove(L, base);
     return SCRIPT_OK;
   }
   const char *msg = lua_tostring(L, -1);
-  if (!msg)
-    msg = "error object is not a string";
-  if (rc == LUA_ERRMEM)
-    msg = "script exceeded its memory cap";
-  if (s->stats) {
-    if (rc == LUA_ERRMEM)
-      s->stats->memory_errors++;
-    else if (s->timed_out)
-      s->stats->timeouts++;
-    s->stats->errors++;
-  }
-  log_script_error(s, what, msg);
-  first_line(why, whylen, msg);
+  call_failed(s, what, msg ? msg : "error object is not a string", rc == LUA_ERRMEM,
+              s->timed_out, why, whylen);
   lua_settop(L, base - 1);
   lua_gc(L, LUA_GCCOLLECT);
-  if (!s->in_on_error && s->hooks[HOOK_ON_ERROR] != LUA_NOREF && why != NULL) {
-    char copy[512];
-    first_line(copy, sizeof(copy), why);
-    script_on_error(s, s->timed_out ? "timeout" : "script", copy);
-  }
   return SCRIPT_ERROR;
 }
 
-static int bad_return(struct script *s, const char *hook, const char *expected, char *why,
-                      size_t whylen)
+int host_bad_return(struct script *s, lua_State *L, const char *hook, const char *expected,
+                    char *why, size_t whylen)
 {
-  snprintf(why, whylen, "%s returned %s; expected %s", hook,
-           luaL_typename(s->L, -1), expected);
+  snprintf(why, whylen, "%s returned %s; expected %s", hook, luaL_typename(L, -1), expected);
   if (s->stats) {
     s->stats->bad_returns++;
     s->stats->errors++;
   }
-  log_script_error(s, hook, why);
+  host_log_error(s, hook, why);
   return SCRIPT_ERROR;
+}
+
+struct script_call *host_call_of(lua_State *co)
+{
+  return *(struct script_call **)lua_getextraspace(co);
+}
+
+static void set_call(lua_State *co, struct script_call *c)
+{
+  *(struct script_call **)lua_getextraspace(co) = c;
+}
+
+/* The call is over: its coroutine goes, and a heap call leaves the list
+ * (and frees a state that was only waiting for it). */
+static void call_end(struct script_call *c)
+{
+  struct script *s = c->s;
+  set_call(c->co, NULL);
+  luaL_unref(s->L, LUA_REGISTRYINDEX, c->co_ref);
+  if (!c->heap)
+    return;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    s->waiting = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  if (s->stats)
+    s->stats->waiting--;
+  if (c->wait.call)
+    *c->wait.call = NULL;
+  free(c);
+}
+
+/* Resumes c's coroutine with nargs values and handles how it stops:
+ * finished (res filled), failed, or waiting again. Returns the status, or
+ * SCRIPT_PENDING. */
+static int step(struct script_call *c, int nargs)
+{
+  struct script *s = c->s;
+  lua_State *co = c->co;
+  double budget = s->limits.hook_timeout - c->cpu_used;
+  double start = host_mono_now();
+  s->timed_out = 0;
+  s->deadline = start + (budget > 0 ? budget : 0.000001);
+  int nres = 0;
+  int rc = lua_resume(co, s->L, nargs, &nres);
+  s->deadline = 0;
+  double ran = host_mono_now() - start;
+  c->cpu_used += ran;
+  struct script_result *res = c->heap ? &c->own : c->res;
+  if (rc == LUA_YIELD && c->io)
+    return SCRIPT_PENDING;
+  if (rc == LUA_YIELD) { /* coroutine.yield in a hook: not a call-out */
+    lua_settop(co, 0);
+    lua_pushstring(co, "a hook yielded outside a call-out (coroutine.yield is not allowed in hooks)");
+    rc = LUA_ERRRUN;
+  }
+  res->status = SCRIPT_ERROR;
+  if (rc == LUA_OK) {
+    if (nres > c->nres)
+      lua_pop(co, nres - c->nres);
+    for (; nres < c->nres; nres++)
+      lua_pushnil(co);
+    res->status = c->finish ? c->finish(s, co, res) : SCRIPT_OK;
+  } else {
+    const char *msg = lua_tostring(co, -1);
+    luaL_traceback(s->L, co, msg ? msg : "error object is not a string", 0);
+    call_failed(s, hook_names[c->h], lua_tostring(s->L, -1), rc == LUA_ERRMEM, s->timed_out,
+                res->why, sizeof(res->why));
+    lua_pop(s->L, 1);
+    lua_gc(s->L, LUA_GCCOLLECT);
+  }
+  lua_settop(co, 0);
+  return res->status;
+}
+
+int host_run(struct script *s, enum script_hook h, int nargs, int nres, hook_finish_fn finish,
+             struct script_result *res, const struct script_wait *wait, int detached)
+{
+  lua_State *L = s->L;
+  double start = host_mono_now();
+  memset(res, 0, sizeof(*res));
+  if (s->stats)
+    s->stats->calls[h]++;
+  lua_State *co = lua_newthread(L);
+  struct script_call call = {.s = s, .co = co, .h = h, .nres = nres, .finish = finish, .res = res,
+                             .may_wait = wait != NULL || detached, .detached = detached};
+  call.co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  call.wall_deadline = start + s->limits.hook_wall;
+  if (wait)
+    call.wait = *wait;
+  lua_xmove(L, co, nargs + 1); /* the function and its arguments */
+  lua_sethook(co, budget_hook, LUA_MASKCOUNT, 1000);
+  set_call(co, &call);
+  int rc = step(&call, nargs);
+  if (rc != SCRIPT_PENDING) {
+    record_latency(s, host_mono_now() - start);
+    call_end(&call);
+    return rc;
+  }
+  /* It waits: it moves to the heap, where the call-out's answer finds it. */
+  struct script_call *c = xmalloc(sizeof(*c));
+  *c = call;
+  c->heap = 1;
+  c->res = NULL;
+  set_call(co, c);
+  c->next = s->waiting;
+  c->prev = NULL;
+  if (s->waiting)
+    s->waiting->prev = c;
+  s->waiting = c;
+  if (s->stats) {
+    s->stats->waits++;
+    s->stats->waiting++;
+  }
+  if (c->wait.call)
+    *c->wait.call = c;
+  return SCRIPT_PENDING;
+}
+
+void host_resume(struct script_call *c, int nargs)
+{
+  int rc = step(c, nargs);
+  if (rc == SCRIPT_PENDING)
+    return;
+  struct script_wait w = c->wait;
+  struct script_result res = c->own;
+  int detached = c->detached;
+  record_latency(c->s, c->cpu_used);
+  call_end(c);
+  if (!detached && w.done)
+    w.done(w.arg, &res);
+  else
+    script_result_free(&res);
+}
+
+static void drop(struct script_call *c)
+{
+  struct script *s = c->s;
+  if (c->io && s->io.cancel)
+    s->io.cancel(s->io.ud, c->io);
+  c->io = NULL;
+  call_end(c);
+}
+
+void script_call_cancel(struct script_call *c)
+{
+  if (c)
+    drop(c);
+}
+
+void script_cancel_all(struct script *s)
+{
+  while (s && s->waiting) {
+    struct script_call *c = s->waiting;
+    struct script_wait w = c->wait;
+    int detached = c->detached;
+    drop(c);
+    if (!detached && w.done) {
+      struct script_result res = {.status = SCRIPT_ERROR};
+      snprintf(res.why, sizeof(res.why), "the gateway is shutting down");
+      w.done(w.arg, &res);
+    }
+  }
+}
+
+int script_busy(const struct script *s) { return s && s->waiting; }
+
+void script_result_free(struct script_result *r)
+{
+  free(r->user_id);
+  free(r->role);
+  free(r->token);
+  script_strv_free(r->channels, r->nchannels);
+  r->user_id = r->role = r->token = NULL;
+  r->channels = NULL;
+  r->nchannels = 0;
+}
+
+void script_set_io(struct script *s, const struct script_io *io)
+{
+  s->io = *io;
+}
+
+/* Puts tinysse.http into the module table that require("tinysse") gives. */
+static int add_http(lua_State *L)
+{
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "tinysse");
+  lua_call(L, 1, 1);
+  lua_pushcfunction(L, host_l_http);
+  lua_setfield(L, -2, "http");
+  return 0;
 }
 
 struct script *script_load(const char *path, const struct script_limits *limits,
@@ -188,6 +374,7 @@ struct script *script_load(const char *path, const struct script_limits *limits,
   }
   memcpy(s->path, path, plen);
   s->limits.hook_timeout = limits->hook_timeout; /* one atomic load each */
+  s->limits.hook_wall = limits->hook_wall;
   s->limits.memory_cap = limits->memory_cap;
   s->cap = limits->memory_cap;
   s->stats = stats;
@@ -202,11 +389,17 @@ struct script *script_load(const char *path, const struct script_limits *limits,
     return NULL;
   }
   lua_State *L = s->L;
+  set_call(L, NULL);
   /* Hooks make short-lived garbage (req tables, results): the generational
    * collector handles that for less work than the incremental one. */
   lua_gc(L, LUA_GCGEN, 0, 0);
   luaL_openlibs(L);
   tinysse_module_open(L, host);
+  lua_pushcfunction(L, add_http);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    snprintf(err, errlen, "cannot load the tinysse module: %s", lua_tostring(L, -1));
+    goto fail;
+  }
 
   if (luaL_loadfile(L, path) != LUA_OK) {
     snprintf(err, errlen, "%s", lua_tostring(L, -1));
@@ -254,6 +447,7 @@ void script_free(struct script *s)
 {
   if (!s)
     return;
+  script_cancel_all(s);
   lua_close(s->L);
   free(s);
 }
@@ -304,267 +498,4 @@ int script_config_each(struct script *s, int (*fn)(const char *key, const char *
   }
   lua_settop(L, 0);
   return rc;
-}
-
-static void push_kv_table(lua_State *L, const struct script_kv *kv, size_t n)
-{
-  lua_createtable(L, 0, (int)n);
-  for (size_t i = 0; i < n; i++) {
-    lua_pushstring(L, kv[i].value);
-    lua_setfield(L, -2, kv[i].key);
-  }
-}
-
-static void build_req(lua_State *L, const struct script_req *req)
-{
-  lua_createtable(L, 0, 8);
-  lua_pushstring(L, req->method);
-  lua_setfield(L, -2, "method");
-  lua_pushstring(L, req->path);
-  lua_setfield(L, -2, "path");
-  lua_pushstring(L, req->peer);
-  lua_setfield(L, -2, "peer");
-  push_kv_table(L, req->query, req->nquery);
-  lua_setfield(L, -2, "query");
-  push_kv_table(L, req->headers, req->nheaders);
-  lua_setfield(L, -2, "headers");
-  if (req->body) {
-    lua_pushlstring(L, req->body, req->body_len);
-    lua_setfield(L, -2, "body");
-  }
-  lua_pushboolean(L, req->publisher);
-  lua_setfield(L, -2, "publisher");
-}
-
-/* Pushes the `req` table, reusing the one built for the same request by an
- * earlier hook (validate_token then channels, for a stream). */
-static void push_req(struct script *s, const struct script_req *req)
-{
-  lua_State *L = s->L;
-  if (req->serial && req->serial == s->req_serial) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, s->req_ref);
-    return;
-  }
-  build_req(L, req);
-  luaL_unref(L, LUA_REGISTRYINDEX, s->req_ref);
-  lua_pushvalue(L, -1);
-  s->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  s->req_serial = req->serial;
-}
-
-static void push_client(lua_State *L, const struct script_client *c)
-{
-  lua_createtable(L, 0, 4);
-  lua_pushstring(L, c->id);
-  lua_setfield(L, -2, "id");
-  lua_pushstring(L, c->user_id);
-  lua_setfield(L, -2, "user_id");
-  lua_pushstring(L, c->role);
-  lua_setfield(L, -2, "role");
-  lua_createtable(L, (int)c->nchannels, 0);
-  for (size_t i = 0; i < c->nchannels; i++) {
-    lua_pushstring(L, c->channels[i]);
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
-  }
-  lua_setfield(L, -2, "channels");
-}
-
-static void push_hook(struct script *s, enum script_hook h)
-{
-  lua_rawgeti(s->L, LUA_REGISTRYINDEX, s->hooks[h]);
-  if (s->stats)
-    s->stats->calls[h]++;
-}
-
-static int call_hook(struct script *s, enum script_hook h, int nargs, int nres, char *why,
-                     size_t whylen)
-{
-  return protected_call(s, hook_names[h], nargs, nres, s->limits.hook_timeout, why, whylen);
-}
-
-/* A denial reason from the second result, or a default. */
-static void deny_reason(lua_State *L, int idx, const char *dflt, char *why, size_t whylen)
-{
-  const char *r = lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : dflt;
-  first_line(why, whylen, r);
-}
-
-int script_validate_token(struct script *s, const char *token, const struct script_req *req,
-                          char **user_id, char **role, double *expires_at, char *why, size_t whylen)
-{
-  lua_State *L = s->L;
-  int rc;
-  *user_id = *role = NULL;
-  *expires_at = 0;
-  push_hook(s, HOOK_VALIDATE_TOKEN);
-  lua_pushstring(L, token);
-  push_req(s, req);
-  if ((rc = call_hook(s, HOOK_VALIDATE_TOKEN, 2, 3, why, whylen)) != SCRIPT_OK)
-    return rc;
-  int t1 = lua_type(L, -3);
-  if (t1 == LUA_TNIL || (t1 == LUA_TBOOLEAN && !lua_toboolean(L, -3))) {
-    deny_reason(L, -2, "token rejected", why, whylen);
-    rc = SCRIPT_DENY;
-  } else if (t1 != LUA_TSTRING && !lua_isinteger(L, -3)) {
-    lua_pushvalue(L, -3);
-    rc = bad_return(s, "validate_token", "a user id (string) or nil, reason", why, whylen);
-  } else if (lua_type(L, -2) != LUA_TSTRING) {
-    lua_pushvalue(L, -2);
-    rc = bad_return(s, "validate_token", "a role string as its second value", why, whylen);
-  } else if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TNUMBER) {
-    rc = bad_return(s, "validate_token", "an expiry (Unix seconds) or nothing as its third value",
-                    why, whylen);
-  } else {
-    *user_id = xstrdup(lua_tostring(L, -3));
-    *role = xstrdup(lua_tostring(L, -2));
-    *expires_at = lua_isnil(L, -1) ? 0 : lua_tonumber(L, -1);
-    rc = SCRIPT_OK;
-  }
-  lua_settop(L, 0);
-  return rc;
-}
-
-void script_strv_free(char **v, size_t n)
-{
-  if (!v)
-    return;
-  for (size_t i = 0; i < n; i++)
-    free(v[i]);
-  free(v);
-}
-
-
-int script_channels(struct script *s, const char *user_id, const char *role,
-                    const struct script_req *req, char ***out, size_t *n, char *why, size_t whylen)
-{
-  lua_State *L = s->L;
-  int rc;
-  *out = NULL;
-  *n = 0;
-  push_hook(s, HOOK_CHANNELS);
-  lua_pushstring(L, user_id);
-  lua_pushstring(L, role);
-  push_req(s, req);
-  if ((rc = call_hook(s, HOOK_CHANNELS, 3, 1, why, whylen)) != SCRIPT_OK)
-    return rc;
-  if (!lua_istable(L, -1)) {
-    rc = bad_return(s, "channels", "an array of channel names", why, whylen);
-    goto done;
-  }
-  lua_Integer len = (lua_Integer)lua_rawlen(L, -1);
-  if (len < 1 || len > STREAM_MAX_CHANNELS) {
-    snprintf(why, whylen, "channels returned %lld channels; expected 1 to %d",
-             (long long)len, STREAM_MAX_CHANNELS);
-    rc = bad_return(s, "channels", "a non-empty array of at most 256 names", why, whylen);
-    goto done;
-  }
-  char **v = xcalloc((size_t)len, sizeof(char *));
-  for (lua_Integer i = 1; i <= len; i++) {
-    size_t sl;
-    lua_rawgeti(L, -1, i);
-    const char *str = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &sl) : NULL;
-    /* the publish rule for channel names: no script joins a private one */
-    if (!str || !channel_name_ok(str, sl) || strlen(str) != sl) {
-      script_strv_free(v, (size_t)len);
-      rc = bad_return(s, "channels",
-                      "channel names as strings of 1 to 200 bytes without control characters",
-                      why, whylen);
-      goto done;
-    }
-    v[i - 1] = xstrdup(str);
-    lua_pop(L, 1);
-  }
-  *out = v;
-  *n = (size_t)len;
-  rc = SCRIPT_OK;
-done:
-  lua_settop(L, 0);
-  return rc;
-}
-
-int script_authorize_publish(struct script *s, const struct script_req *req, char *why, size_t whylen)
-{
-  lua_State *L = s->L;
-  int rc;
-  push_hook(s, HOOK_AUTHORIZE_PUBLISH);
-  push_req(s, req);
-  if ((rc = call_hook(s, HOOK_AUTHORIZE_PUBLISH, 1, 2, why, whylen)) != SCRIPT_OK)
-    return rc;
-  if (lua_type(L, -2) == LUA_TBOOLEAN && lua_toboolean(L, -2)) {
-    rc = SCRIPT_OK;
-  } else if (lua_isnil(L, -2) || lua_type(L, -2) == LUA_TBOOLEAN) {
-    deny_reason(L, -1, "publish not authorized", why, whylen);
-    rc = SCRIPT_DENY;
-  } else {
-    lua_pushvalue(L, -2);
-    rc = bad_return(s, "authorize_publish", "true or false, reason", why, whylen);
-  }
-  lua_settop(L, 0);
-  return rc;
-}
-
-int script_issue_token(struct script *s, const struct script_req *req, char **token,
-                       double *expires_in, char *why, size_t whylen)
-{
-  lua_State *L = s->L;
-  int rc;
-  *token = NULL;
-  *expires_in = 0;
-  push_hook(s, HOOK_ISSUE_TOKEN);
-  push_req(s, req);
-  if ((rc = call_hook(s, HOOK_ISSUE_TOKEN, 1, 2, why, whylen)) != SCRIPT_OK)
-    return rc;
-  if (lua_isnil(L, -2) || (lua_type(L, -2) == LUA_TBOOLEAN && !lua_toboolean(L, -2))) {
-    deny_reason(L, -1, "token not issued", why, whylen);
-    rc = SCRIPT_DENY;
-  } else if (lua_type(L, -2) != LUA_TSTRING) {
-    lua_pushvalue(L, -2);
-    rc = bad_return(s, "issue_token", "a token string, expires_in", why, whylen);
-  } else if (lua_type(L, -1) != LUA_TNUMBER || !isfinite(lua_tonumber(L, -1)) ||
-             lua_tonumber(L, -1) < 0) {
-    rc = bad_return(s, "issue_token", "expires_in (seconds) as its second value", why, whylen);
-  } else {
-    *token = xstrdup(lua_tostring(L, -2));
-    *expires_in = lua_tonumber(L, -1);
-    rc = SCRIPT_OK;
-  }
-  lua_settop(L, 0);
-  return rc;
-}
-
-void script_on_connect(struct script *s, const struct script_client *c)
-{
-  char why[256];
-  push_hook(s, HOOK_ON_CONNECT);
-  push_client(s->L, c);
-  call_hook(s, HOOK_ON_CONNECT, 1, 0, why, sizeof(why));
-  lua_settop(s->L, 0);
-}
-
-void script_on_disconnect(struct script *s, const struct script_client *c, const char *reason)
-{
-  char why[256];
-  push_hook(s, HOOK_ON_DISCONNECT);
-  push_client(s->L, c);
-  lua_pushstring(s->L, reason);
-  call_hook(s, HOOK_ON_DISCONNECT, 2, 0, why, sizeof(why));
-  lua_settop(s->L, 0);
-}
-
-void script_on_error(struct script *s, const char *type, const char *message)
-{
-  char why[256];
-  if (s->hooks[HOOK_ON_ERROR] == LUA_NOREF || s->in_on_error)
-    return;
-  int top = lua_gettop(s->L);
-  s->in_on_error = 1;
-  push_hook(s, HOOK_ON_ERROR);
-  lua_createtable(s->L, 0, 2);
-  lua_pushstring(s->L, type);
-  lua_setfield(s->L, -2, "type");
-  lua_pushstring(s->L, message);
-  lua_setfield(s->L, -2, "message");
-  call_hook(s, HOOK_ON_ERROR, 1, 0, why, sizeof(why));
-  s->in_on_error = 0;
-  lua_settop(s->L, top);
 }

@@ -2,11 +2,14 @@
  * operator scripts call. Hashing, HMAC and randomness come from OpenSSL
  * libcrypto. Temporary buffers live in Lua memory (luaL_Buffer, userdata), so
  * a Lua error raised halfway never leaks them and the script's memory cap
- * counts them. The same code builds into the gateway and, with
- * TINYSSE_STANDALONE_MODULE, into tinysse.so for the specs: there nobody calls
- * tinysse_module_open, so luaopen_tinysse finds no host and works without one. */
+ * counts them. JWTs and key sets are jwt_lua.c's. The same code builds into
+ * the gateway and, with TINYSSE_STANDALONE_MODULE, into tinysse.so for the
+ * specs: there nobody calls tinysse_module_open, so luaopen_tinysse finds no
+ * host and works without one. */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "tinysse_module.h"
+
+#include "jwt_lua.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -227,156 +230,11 @@ static int l_base64url_decode(lua_State *L)
   return 2;
 }
 
-static int fail(lua_State *L, const char *reason)
-{
-  lua_pushnil(L);
-  lua_pushstring(L, reason);
-  return 2;
-}
-
 static double now_seconds(void)
 {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (double)((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000) / 1000.0;
-}
-
-/* Decodes the JSON object in s..n and pushes it as a table, or returns 0
- * with nothing pushed (an array or scalar is not an object). */
-static int push_json_object(lua_State *L, const char *s, size_t n)
-{
-  size_t i = 0;
-  while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
-    i++;
-  if (i == n || s[i] != '{')
-    return 0;
-  lua_pushlstring(L, s, n);
-  if (!cjson_call(L, "decode", 1))
-    return 0;
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
-    return 0;
-  }
-  return 1;
-}
-
-/* Reads the numeric claim `name` of the table at the top; 0 when absent,
- * 1 when *out is set, -1 when it is not a number. */
-static int numeric_claim(lua_State *L, const char *name, double *out)
-{
-  int t = lua_getfield(L, -1, name);
-  int rc = t == LUA_TNIL ? 0 : t == LUA_TNUMBER ? 1 : -1;
-  if (rc == 1)
-    *out = lua_tonumber(L, -1);
-  lua_pop(L, 1);
-  return rc;
-}
-
-/* jwt_verify(token, secret [, {leeway = s}]) -> claims | nil, reason.
- * The checks run from cheap and structural to signature to time, and the
- * payload is parsed only once its signature holds. */
-static int l_jwt_verify(lua_State *L)
-{
-  size_t tlen, klen;
-  const char *key = luaL_checklstring(L, 2, &klen);
-  double leeway = 0, exp, nbf, now;
-  unsigned char mac[SHA256_LEN];
-  const char *why, *tok, *dot1, *dot2;
-  size_t siglen;
-  int rc;
-
-  if (!lua_isnoneornil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TTABLE);
-    if (lua_getfield(L, 3, "leeway") != LUA_TNIL) {
-      if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) < 0)
-        return luaL_error(L, "tinysse.jwt_verify: opts.leeway must be a number >= 0");
-      leeway = lua_tonumber(L, -1);
-    }
-    lua_pop(L, 1);
-  }
-  if (lua_type(L, 1) != LUA_TSTRING)
-    return fail(L, "malformed");
-  tok = lua_tolstring(L, 1, &tlen);
-  dot1 = memchr(tok, '.', tlen);
-  dot2 = dot1 ? memchr(dot1 + 1, '.', tlen - (size_t)(dot1 + 1 - tok)) : NULL;
-  if (!dot2 || memchr(dot2 + 1, '.', tlen - (size_t)(dot2 + 1 - tok)))
-    return fail(L, "malformed");
-
-  if (!push_b64url_decoded(L, tok, (size_t)(dot1 - tok), &why))
-    return fail(L, "malformed");
-  {
-    size_t hlen;
-    const char *h = lua_tolstring(L, -1, &hlen);
-    if (!push_json_object(L, h, hlen))
-      return fail(L, "malformed");
-  }
-  lua_getfield(L, -1, "alg");
-  if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "HS256") != 0)
-    return fail(L, "unsupported_alg");
-  lua_pop(L, 3);
-
-  if (!push_b64url_decoded(L, dot2 + 1, tlen - (size_t)(dot2 + 1 - tok), &why))
-    return fail(L, "malformed");
-  hmac_sha256(L, key, klen, tok, (size_t)(dot2 - tok), mac);
-  {
-    const char *sig = lua_tolstring(L, -1, &siglen);
-    if (siglen != SHA256_LEN || CRYPTO_memcmp(sig, mac, SHA256_LEN) != 0)
-      return fail(L, "bad_signature");
-  }
-  lua_pop(L, 1);
-
-  if (!push_b64url_decoded(L, dot1 + 1, (size_t)(dot2 - dot1 - 1), &why))
-    return fail(L, "malformed");
-  {
-    size_t plen;
-    const char *p = lua_tolstring(L, -1, &plen);
-    if (!push_json_object(L, p, plen))
-      return fail(L, "malformed");
-  }
-  now = now_seconds();
-  if ((rc = numeric_claim(L, "exp", &exp)) < 0)
-    return fail(L, "malformed");
-  if (rc && now >= exp + leeway)
-    return fail(L, "expired");
-  if ((rc = numeric_claim(L, "nbf", &nbf)) < 0)
-    return fail(L, "malformed");
-  if (rc && now + leeway < nbf)
-    return fail(L, "not_yet_valid");
-  return 1;
-}
-
-/* jwt_sign(claims, secret) -> token. The header is a fixed string: cjson
- * would not keep its key order, and nothing in it varies. */
-static int l_jwt_sign(lua_State *L)
-{
-  static const char header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
-  size_t klen, plen, ilen;
-  const char *key, *payload, *input;
-  unsigned char mac[SHA256_LEN];
-  luaL_Buffer b;
-
-  luaL_checktype(L, 1, LUA_TTABLE);
-  key = luaL_checklstring(L, 2, &klen);
-  lua_pushvalue(L, 1);
-  cjson_call(L, "encode", 0);
-  payload = lua_tolstring(L, -1, &plen);
-  if (plen == 0 || payload[0] != '{')
-    return luaL_error(L, "tinysse.jwt_sign: claims must be a table with string keys");
-
-  luaL_buffinit(L, &b);
-  b64url_add(&b, (const unsigned char *)header, sizeof(header) - 1);
-  luaL_addchar(&b, '.');
-  b64url_add(&b, (const unsigned char *)payload, plen);
-  luaL_pushresult(&b);
-  input = lua_tolstring(L, -1, &ilen);
-  hmac_sha256(L, key, klen, input, ilen, mac);
-
-  luaL_buffinit(L, &b);
-  luaL_addlstring(&b, input, ilen);
-  luaL_addchar(&b, '.');
-  b64url_add(&b, mac, sizeof(mac));
-  luaL_pushresult(&b);
-  return 1;
 }
 
 static int l_now(lua_State *L)
@@ -529,8 +387,6 @@ static const luaL_Reg module_functions[] = {
     {"hex", l_hex},
     {"base64url_encode", l_base64url_encode},
     {"base64url_decode", l_base64url_decode},
-    {"jwt_verify", l_jwt_verify},
-    {"jwt_sign", l_jwt_sign},
     {"now", l_now},
     {"time", l_time},
     {"random_bytes", l_random_bytes},
@@ -554,11 +410,14 @@ void tinysse_module_open(lua_State *L, const struct tinysse_module_host *host)
 
 int luaopen_tinysse(lua_State *L)
 {
+  struct module_state *st;
   luaL_newlibtable(L, module_functions);
   if (lua_getfield(L, LUA_REGISTRYINDEX, HOST_KEY) != LUA_TUSERDATA) {
     lua_pop(L, 1);
     state_new(L, NULL);
   }
-  luaL_setfuncs(L, module_functions, 1);
+  st = lua_touserdata(L, -1);
+  luaL_setfuncs(L, module_functions, 1); /* the closures keep st alive */
+  jwt_lua_register(L, st->host.ud, st->host.jwks_fetch);
   return 1;
 }

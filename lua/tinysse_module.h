@@ -1,5 +1,6 @@
 /* The `tinysse` Lua module offered to operator scripts: HMAC-SHA256,
- * base64url, HS256 JWT, clock, logging, publish and subscriber counts.
+ * base64url, JWT (HS/RS/PS/ES/EdDSA) and key sets, clock, logging, publish
+ * and subscriber counts.
  * The gateway links it in and registers it with tinysse_module_open; built
  * alone (TINYSSE_STANDALONE_MODULE) it is a plain Lua C module for tests,
  * where publish and count raise an error and log writes to stderr. */
@@ -9,6 +10,7 @@
 #include <stddef.h>
 
 struct lua_State;
+struct jose_keyset;
 
 /* What the module asks of the gateway. Every pointer may be NULL. */
 struct tinysse_module_host {
@@ -26,6 +28,13 @@ struct tinysse_module_host {
   long (*count)(void *ud, const char *channel);
   /* A 32-byte secret made once per process, the same for every Lua state. */
   const unsigned char *instance_secret;
+  /* tinysse.jwks with a URL: returns a new reference to the newest key set
+   * fetched from url, or NULL when none has been fetched yet; with
+   * kid_missing set it also asks for an early refetch, rate-limited by the
+   * gateway. Called from the Lua state's thread; the caller unrefs. tinysse.jwks
+   * calls it once when a script makes the set (the result dropped), so the
+   * gateway may start fetching then; jwt_verify calls it at each verify. */
+  struct jose_keyset *(*jwks_fetch)(void *ud, const char *url, double refresh, int kid_missing);
 };
 
 /* Registers `tinysse` in package.preload of L with the given host

@@ -1,0 +1,232 @@
+-- Hooks that wait for HTTP call-outs (tinysse.http) against the test
+-- backend (spec/fault/backend.c): only the hook waits, the worker goes on
+-- delivering; failures of every kind reach the hook as nil, why; the CPU
+-- budget counts running time and the wall-clock limit the whole call; the
+-- number on the wire is bounded and connections are reused; a SIGHUP or a
+-- client leaving mid-call loses nothing; cookies carry tokens.
+local T = require "support"
+local socket = require "socket"
+local cjson = require "cjson"
+
+local BACKEND = os.getenv("TINYSSE_BACKEND")
+
+-- Starts the test backend; returns {url, port, pid, stats(), stop()}.
+local function start_backend(dir, jwks_file)
+  local out = dir .. "/backend.out"
+  local cmd = string.format("%s --port 0 --max-seconds 600 %s > %s 2>&1 & echo $!", BACKEND,
+                            jwks_file and ("--jwks-file " .. jwks_file) or "", out)
+  local pid = tonumber((T.sh(cmd):gsub("%s+$", "")))
+  local port
+  T.wait_until("the backend to listen", function()
+    port = tonumber((T.read_file(out) or ""):match("port=(%d+)"))
+    return port ~= nil
+  end, 5)
+  local b = { port = port, pid = pid, url = "http://127.0.0.1:" .. port }
+  function b.get(path)
+    local c = socket.tcp()
+    c:settimeout(5)
+    assert(c:connect("127.0.0.1", port))
+    c:send("GET " .. path .. " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    local status, _, body = T.read_response(c)
+    c:close()
+    return status, body
+  end
+  function b.stats()
+    local _, body = b.get("/stats")
+    return cjson.decode(body)
+  end
+  function b.stop() T.sh("kill " .. pid .. " 2>/dev/null") end
+  return b
+end
+
+-- Sends a stream request without waiting for the answer.
+local function open_raw(g, path, headers)
+  local c = assert(g:connect(5))
+  local lines = { "GET " .. path .. " HTTP/1.1", "Host: 127.0.0.1", "Accept: text/event-stream" }
+  for k, v in pairs(headers or {}) do lines[#lines + 1] = k .. ": " .. v end
+  c:send(table.concat(lines, "\r\n") .. "\r\n\r\n")
+  return c
+end
+
+-- The status of the answer on c (reads the status line only).
+local function status_of(c, timeout)
+  c:settimeout(timeout or 5)
+  local line = c:receive("*l")
+  return line and tonumber(line:match("^HTTP/1%.%d (%d%d%d)"))
+end
+
+describe("call-outs from hooks", function()
+  local dir, backend, g
+  setup(function()
+    assert(BACKEND, "TINYSSE_BACKEND is not set (ctest sets it)")
+    dir = T.tmpdir()
+    backend = start_backend(dir)
+    g = T.start({ script = T.root .. "/spec/e2e/scripts/callout.lua", env = { BACKEND = backend.url },
+                  args = { "--hook-timeout", "0.25", "--hook-wall-timeout", "3",
+                           "--callout-concurrency", "8", "--token-cookie", "sid",
+                           "--cors-origin", "http://app.example" } })
+  end)
+  teardown(function()
+    if g then g:stop() end
+    if backend then backend.stop() end
+  end)
+
+  it("cannot wait at the script's top level", function()
+    assert.truthy(g:logtext():find("top-level call-out: not_available", 1, true))
+  end)
+
+  it("opens a stream after validate_token and channels asked the backend", function()
+    local s = g:stream("/events?token=ok:echo1")
+    assert.are.equal(200, s.status)
+    s:next(2)
+    g:publish({ targets = { "echo:echo1:application/json" }, handler_id = 0, data = "x" })
+    local m = s:message(3)
+    assert.truthy(m, "the channel named from the backend's echo was joined")
+    s:close()
+  end)
+
+  it("keeps delivering to open streams while a hook waits", function()
+    local s = g:stream("/events?token=ok:steady")
+    s:next(2)
+    local t0 = socket.gettime()
+    local slow = open_raw(g, "/events?token=delay800:slowpoke")
+    socket.sleep(0.1)
+    g:publish({ targets = { "user:steady" }, handler_id = 0, data = "during" })
+    local m = s:message(2)
+    local got = socket.gettime() - t0
+    assert.truthy(m, "no delivery while the hook waited")
+    assert.is_true(got < 0.7, ("delivered after %.3f s: the worker waited with the hook"):format(got))
+    assert.are.equal(200, status_of(slow, 5))
+    assert.is_true(socket.gettime() - t0 >= 0.75, "the slow stream opened before its backend answered")
+    slow:close()
+    s:close()
+  end)
+
+  it("gives failures to the hook as nil, why", function()
+    for mode, want in pairs({ hang = "timeout", garbage = "bad_response", refused = "connect_failed",
+                              badurl = "bad_url" }) do
+      local t0 = socket.gettime()
+      local s = g:stream("/events?token=" .. mode .. ":u")
+      assert.are.equal(401, s.status, mode)
+      assert.truthy(s.json.message:find("backend: " .. want, 1, true), mode .. ": " .. tostring(s.body))
+      if mode == "hang" then
+        local took = socket.gettime() - t0
+        assert.is_true(took >= 0.45 and took < 2, ("hang took %.2f s (timeout 0.5)"):format(took))
+      end
+    end
+    local s = g:stream("/events?token=status:u")
+    assert.are.equal(401, s.status)
+    assert.truthy(s.json.message:find("backend status 503", 1, true))
+  end)
+
+  it("counts running time against --hook-timeout, not the wait", function()
+    local s = g:stream("/events?token=wait:patient") -- waits 0.6 s > 0.25 s budget
+    assert.are.equal(200, s.status)
+    s:close()
+    s = g:stream("/events?token=twice:u2")
+    assert.are.equal(200, s.status)
+    s:close()
+    s = g:stream("/events?token=pcall:u3")
+    assert.are.equal(200, s.status)
+    s:close()
+    local st = g:stream("/events?token=spin:burner")
+    assert.are.equal(500, st.status)
+    assert.truthy(st.json.message:find("time budget", 1, true), st.body)
+  end)
+
+  it("bounds the whole hook by --hook-wall-timeout", function()
+    local t0 = socket.gettime()
+    local s = g:stream("/events?token=hang30:u")
+    local took = socket.gettime() - t0
+    assert.are.equal(401, s.status)
+    assert.truthy(s.json.message:find("timeout", 1, true), s.body)
+    assert.is_true(took >= 2.8 and took < 5, ("answered after %.2f s (wall limit 3)"):format(took))
+  end)
+
+  it("bounds call-outs on the wire and reuses connections", function()
+    backend.get("/reset")
+    local t0 = socket.gettime()
+    local conns = {}
+    for i = 1, 40 do conns[i] = open_raw(g, "/events?token=delay200:crowd" .. i) end
+    for i = 1, 40 do assert.are.equal(200, status_of(conns[i], 10), "stream " .. i) end
+    local took = socket.gettime() - t0
+    for _, c in ipairs(conns) do c:close() end
+    local st = backend.stats()
+    -- 40 calls of 0.2 s, 8 at a time: at least 5 rounds, and far from 40 in series
+    assert.is_true(took >= 0.95, ("40 calls took %.2f s: more than 8 were on the wire"):format(took))
+    assert.is_true(took < 6, ("40 calls took %.2f s"):format(took))
+    assert.is_true(st.by_path["/delay"] >= 40)
+    assert.is_true(st.connections <= 8 + 2, "connections opened: " .. st.connections)
+  end)
+
+  it("authorizes publishers and issues tokens through call-outs", function()
+    local st = g:request("POST", "/publish", { ["X-Allow"] = "yes", ["Content-Type"] = "application/json" },
+                         cjson.encode({ targets = { "all" }, handler_id = 0, data = 1 }))
+    assert.are.equal(200, st)
+    local st2, _, _, j = g:request("POST", "/publish", { ["X-Allow"] = "no", ["Content-Type"] = "application/json" },
+                                   cjson.encode({ targets = { "all" }, handler_id = 0, data = 1 }))
+    assert.are.equal(403, st2)
+    assert.are.equal("the backend said no", j.message)
+    local st3, _, _, tok = g:request("POST", "/auth/sse-token", {}, "")
+    assert.are.equal(200, st3)
+    assert.are.equal("ok:tok", tok.token)
+  end)
+
+  it("runs on_disconnect's call-out without anyone waiting", function()
+    backend.get("/reset")
+    local s = g:stream("/events?token=ok:leaver")
+    s:next(2)
+    s:close()
+    T.wait_until("on_disconnect's call-out", function()
+      local st = backend.stats()
+      return (st.by_path["/echo"] or 0) >= 1
+    end, 5)
+  end)
+
+  it("loses no request when the script is reloaded mid-call", function()
+    local conns = {}
+    for i = 1, 6 do conns[i] = open_raw(g, "/events?token=delay700:reload" .. i) end
+    socket.sleep(0.2)
+    g:signal("HUP")
+    for i = 1, 6 do assert.are.equal(200, status_of(conns[i], 10), "stream " .. i) end
+    for _, c in ipairs(conns) do c:close() end
+    T.wait_until("the reload", function() return g:logtext():find("script_reloaded", 1, true) end, 5)
+    local s = g:stream("/events?token=ok:after")
+    assert.are.equal(200, s.status)
+    s:close()
+  end)
+
+  it("survives clients that leave while their hook waits", function()
+    for i = 1, 10 do open_raw(g, "/events?token=delay300:gone" .. i):close() end
+    local p = open_raw(g, "/events?token=ok:x", {})
+    p:close()
+    socket.sleep(0.6)
+    local s = g:stream("/events?token=ok:still")
+    assert.are.equal(200, s.status)
+    s:close()
+    assert.is_true(g:alive())
+    assert.are.equal(0, g:metric("tinysse_hooks_waiting"))
+  end)
+
+  it("takes the token from --token-cookie and gives the hooks req.cookies", function()
+    local s = g:stream("/events", { Cookie = "theme=dark; sid=ok:cookie1; role=editor",
+                                    Origin = "http://app.example" })
+    assert.are.equal(200, s.status)
+    assert.are.equal("http://app.example", s.headers["access-control-allow-origin"])
+    assert.are.equal("true", s.headers["access-control-allow-credentials"])
+    s:next(2)
+    g:publish({ targets = { "role:editor" }, handler_id = 0, data = "c" })
+    assert.truthy(s:message(3), "req.cookies.role was seen by validate_token")
+    s:close()
+    -- a query token wins over the cookie; no token at all names the cookie
+    local none = g:stream("/events", { Cookie = "theme=dark" })
+    assert.are.equal(401, none.status)
+    assert.truthy(none.json.message:find("token cookie", 1, true))
+  end)
+
+  it("counts call-outs and waits in /metrics", function()
+    assert.is_true(g:metric("tinysse_callouts_total") > 40)
+    assert.is_true(g:metric("tinysse_callout_errors_total") >= 4)
+    assert.is_true(g:metric("tinysse_hook_waits_total") > 40)
+  end)
+end)
