@@ -403,6 +403,37 @@ end
 local Redis = {}
 Redis.__index = Redis
 
+-- Starts the test backend (spec/fault/backend.c, $TINYSSE_BACKEND) in dir:
+-- {url, port, get(path) -> status, body, stats() -> its /stats, stop()}.
+function M.start_backend(dir, jwks_file)
+  local bin = assert(os.getenv("TINYSSE_BACKEND"), "TINYSSE_BACKEND is not set (ctest sets it)")
+  local out = dir .. "/backend.out"
+  local cmd = string.format("%s --port 0 --max-seconds 600 %s > %s 2>&1 & echo $!", bin,
+                            jwks_file and ("--jwks-file " .. jwks_file) or "", out)
+  local pid = tonumber((sh(cmd):gsub("%s+$", "")))
+  local port
+  M.wait_until("the backend to listen", function()
+    port = tonumber((M.read_file(out) or ""):match("port=(%d+)"))
+    return port ~= nil
+  end, 5)
+  local b = { port = port, pid = pid, url = "http://127.0.0.1:" .. port }
+  function b.get(path)
+    local c = socket.tcp()
+    c:settimeout(5)
+    assert(c:connect("127.0.0.1", port))
+    c:send("GET " .. path .. " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    local status, _, body = M.read_response(c)
+    c:close()
+    return status, body
+  end
+  function b.stats()
+    local _, body = b.get("/stats")
+    return cjson.decode(body)
+  end
+  function b.stop() sh("kill " .. pid .. " 2>/dev/null") end
+  return b
+end
+
 function M.start_redis(opts)
   opts = opts or {}
   local r = setmetatable({ port = opts.port or M.free_port(), dir = opts.dir or M.tmpdir() }, Redis)

@@ -8,38 +8,8 @@ local T = require "support"
 local socket = require "socket"
 local cjson = require "cjson"
 
-local BACKEND = os.getenv("TINYSSE_BACKEND")
 -- upper time bounds stretch under valgrind and sanitizers
 local SLOW = (T.valgrind and 6) or (os.getenv("TINYSSE_SANITIZED") and 2) or 1
-
--- Starts the test backend; returns {url, port, pid, stats(), stop()}.
-local function start_backend(dir, jwks_file)
-  local out = dir .. "/backend.out"
-  local cmd = string.format("%s --port 0 --max-seconds 600 %s > %s 2>&1 & echo $!", BACKEND,
-                            jwks_file and ("--jwks-file " .. jwks_file) or "", out)
-  local pid = tonumber((T.sh(cmd):gsub("%s+$", "")))
-  local port
-  T.wait_until("the backend to listen", function()
-    port = tonumber((T.read_file(out) or ""):match("port=(%d+)"))
-    return port ~= nil
-  end, 5)
-  local b = { port = port, pid = pid, url = "http://127.0.0.1:" .. port }
-  function b.get(path)
-    local c = socket.tcp()
-    c:settimeout(5)
-    assert(c:connect("127.0.0.1", port))
-    c:send("GET " .. path .. " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    local status, _, body = T.read_response(c)
-    c:close()
-    return status, body
-  end
-  function b.stats()
-    local _, body = b.get("/stats")
-    return cjson.decode(body)
-  end
-  function b.stop() T.sh("kill " .. pid .. " 2>/dev/null") end
-  return b
-end
 
 -- Sends a stream request without waiting for the answer.
 local function open_raw(g, path, headers)
@@ -60,9 +30,8 @@ end
 describe("call-outs from hooks", function()
   local dir, backend, g
   setup(function()
-    assert(BACKEND, "TINYSSE_BACKEND is not set (ctest sets it)")
     dir = T.tmpdir()
-    backend = start_backend(dir)
+    backend = T.start_backend(dir)
     g = T.start({ script = T.root .. "/spec/e2e/scripts/callout.lua", env = { BACKEND = backend.url },
                   args = { "--hook-timeout", "0.25", "--hook-wall-timeout", "3",
                            "--callout-concurrency", "8", "--token-cookie", "sid",

@@ -4,74 +4,23 @@
 local h = dofile((os.getenv("TINYSSE_ROOT") or ".") .. "/spec/scripts/helper.lua")
 local tinysse, cjson = h.tinysse, h.cjson
 
+local J = dofile((os.getenv("TINYSSE_ROOT") or ".") .. "/spec/jose_support.lua")
 local dir
-local function sh(cmd)
-  local ok = os.execute(cmd .. " 2>/dev/null")
-  assert(ok, "failed: " .. cmd)
-end
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local sh, read, write, output = J.sh, J.read, J.write, J.output
 local function key(name) return read(dir .. "/" .. name) end
-local function output(cmd)
-  local p = assert(io.popen(cmd .. " 2>/dev/null"))
-  local s = p:read("a")
-  p:close()
-  return s
-end
-
-local function unhex(s)
-  return (s:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end))
-end
 local b64 = tinysse.base64url_encode
 
 -- The public JWK of a key pair made below, with kid.
-local function jwk(name, kid, extra)
-  local t
-  if name:match("^rsa") then
-    local modulus = output("openssl rsa -pubin -in " .. dir .. "/" .. name .. ".pub -noout -modulus")
-    t = { kty = "RSA", n = b64(unhex(modulus:match("Modulus=(%x+)"))), e = "AQAB" }
-  else
-    local der = output("openssl pkey -pubin -in " .. dir .. "/" .. name .. ".pub -outform DER")
-    if name == "ed" then
-      t = { kty = "OKP", crv = "Ed25519", x = b64(der:sub(-32)) }
-    else
-      local size = name == "p256" and 32 or 48
-      local point = der:sub(-(2 * size))
-      t = { kty = "EC", crv = name == "p256" and "P-256" or "P-384",
-            x = b64(point:sub(1, size)), y = b64(point:sub(size + 1)) }
-    end
-  end
-  t.kid = kid
-  for k, v in pairs(extra or {}) do t[k] = v end
-  return t
-end
+local function jwk(name, kid, extra) return J.jwk(dir, name, kid, extra) end
 
 local KEYS = {
-  rsa = "-algorithm RSA -pkeyopt rsa_keygen_bits:2048",
-  rsa2 = "-algorithm RSA -pkeyopt rsa_keygen_bits:2048",
-  rsa1024 = "-algorithm RSA -pkeyopt rsa_keygen_bits:1024",
-  p256 = "-algorithm EC -pkeyopt ec_paramgen_curve:P-256",
-  p256b = "-algorithm EC -pkeyopt ec_paramgen_curve:P-256",
-  p384 = "-algorithm EC -pkeyopt ec_paramgen_curve:P-384",
-  ed = "-algorithm ED25519",
-  ed2 = "-algorithm ED25519",
+  rsa = "rsa", rsa2 = "rsa", rsa1024 = "rsa1024", p256 = "p256", p256b = "p256", p384 = "p384",
+  ed = "ed", ed2 = "ed",
 }
 
 setup(function()
   dir = output("mktemp -d"):match("%S+")
-  for name, opts in pairs(KEYS) do
-    sh("openssl genpkey " .. opts .. " -out " .. dir .. "/" .. name .. ".pem")
-    sh("openssl pkey -in " .. dir .. "/" .. name .. ".pem -pubout -out " .. dir .. "/" .. name .. ".pub")
-  end
+  J.keys(dir, KEYS)
 end)
 
 teardown(function()
