@@ -486,7 +486,7 @@ static int make_token(int i, char *out, size_t outlen);
 /* The stream request's path for client i. */
 static int client_path(int i, char *path, size_t size)
 {
-  char tok[1024];
+  char tok[1800];
   int len;
   if (target == T_TINYSSE) {
     make_token(i, tok, sizeof(tok));
@@ -1205,8 +1205,43 @@ static size_t b64url(const unsigned char *in, size_t n, char *out)
   return o;
 }
 
+/* --token-file: tokens made beforehand (RS256, ES256...), one per line;
+ * client i takes line i modulo their number. */
+static char **file_tokens;
+static size_t nfile_tokens;
+
+static void load_tokens(const char *path)
+{
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    fprintf(stderr, "loadgen: cannot read %s\n", path);
+    exit(2);
+  }
+  char line[2048];
+  size_t cap = 0;
+  while (fgets(line, sizeof(line), f)) {
+    line[strcspn(line, "\r\n")] = 0;
+    if (!*line)
+      continue;
+    if (nfile_tokens == cap) {
+      cap = cap ? cap * 2 : 64;
+      file_tokens = realloc(file_tokens, cap * sizeof(*file_tokens));
+      if (!file_tokens)
+        abort();
+    }
+    file_tokens[nfile_tokens++] = strdup(line);
+  }
+  fclose(f);
+  if (!nfile_tokens) {
+    fprintf(stderr, "loadgen: no token in %s\n", path);
+    exit(2);
+  }
+}
+
 static int make_token(int i, char *out, size_t outlen)
 {
+  if (nfile_tokens)
+    return snprintf(out, outlen, "%s", file_tokens[(size_t)i % nfile_tokens]);
   if (!jwt_secret)
     return snprintf(out, outlen, "%s%d", token_prefix, i);
   char claims[256];
@@ -1590,7 +1625,7 @@ static void usage(const char *argv0)
           "usage: %s [--target tinysse|nchan] [--host 127.0.0.1] [--port 8080] [--pub-port P]\n"
           "  [--clients N] [--messages M] [--payload BYTES] [--rate R (0 = back to back)]\n"
           "  [--publishers P] [--channels-per-client K] [--channel c0] [--sources S]\n"
-          "  [--window W (connects in flight)] [--key KEY] [--token-prefix b]\n"
+          "  [--window W (connects in flight)] [--key KEY] [--token-prefix b] [--token-file F]\n"
           "  [--jwt-secret S] [--timeout s] [--quiet s] [--connect-timeout s] [--sync]\n"
           "  [--no-uring (read each stream with read() instead of batched io_uring receives)]\n"
           "  [--tls (streams over TLS 1.2/1.3, ALPN http/1.1, no verification; needs --pub-port)]\n"
@@ -1608,7 +1643,7 @@ int main(int argc, char **argv)
       {"clients", 1, 0, 'c'},     {"messages", 1, 0, 'm'},   {"payload", 1, 0, 'b'},
       {"rate", 1, 0, 'r'},        {"publishers", 1, 0, 'P'}, {"channels-per-client", 1, 0, 'k'},
       {"sources", 1, 0, 's'},     {"key", 1, 0, 'K'},        {"token-prefix", 1, 0, 't'},
-      {"jwt-secret", 1, 0, 'j'},  {"timeout", 1, 0, 'o'},    {"quiet", 1, 0, 'q'},
+      {"jwt-secret", 1, 0, 'j'},  {"token-file", 1, 0, 'F'},  {"timeout", 1, 0, 'o'},    {"quiet", 1, 0, 'q'},
       {"window", 1, 0, 'w'},      {"sync", 0, 0, 'S'},       {"channel", 1, 0, 'C'},
       {"connect-timeout", 1, 0, 'x'}, {"help", 0, 0, 'H'}, {"pub-port", 1, 0, 'u'},
       {"no-uring", 0, 0, 'N'},    {"tls", 0, 0, 'L'},        {"h2", 0, 0, '2'},
@@ -1638,6 +1673,7 @@ int main(int argc, char **argv)
     case 'K': key = optarg; break;
     case 't': token_prefix = optarg; break;
     case 'j': jwt_secret = optarg; break;
+    case 'F': load_tokens(optarg); break;
     case 'o': timeout_s = atof(optarg); break;
     case 'q': quiet_s = atof(optarg); break;
     case 'w': window = atoi(optarg); break;

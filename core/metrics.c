@@ -18,6 +18,14 @@ static void head(struct evbuffer *out, const char *name, const char *type, const
   evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* One unlabelled sample with its HELP and TYPE. */
+static void scalar(struct evbuffer *out, const char *name, const char *type, const char *help,
+                   unsigned long v)
+{
+  head(out, name, type, help);
+  evbuffer_add_printf(out, "%s %lu\n", name, v);
+}
+
 /* A histogram: cumulative bucket counts for the given upper bounds. */
 static void histogram(struct evbuffer *out, const char *name, const char *help,
                       const double *bounds, const unsigned long *buckets, int n,
@@ -87,8 +95,7 @@ void metrics_render(struct gateway *gw, struct evbuffer *out)
 {
   per_worker(out, gw, "tinysse_connections", "gauge", "Open streams.", WS(connections));
   summed(out, gw, "tinysse_connections_total", "counter", "Streams opened.", WS(connections_total));
-  head(out, "tinysse_messages_published_total", "counter", "Messages accepted for publishing.");
-  evbuffer_add_printf(out, "tinysse_messages_published_total %lu\n", atomic_load(&gw->published));
+  scalar(out, "tinysse_messages_published_total", "counter", "Messages accepted for publishing.", atomic_load(&gw->published));
   summed(out, gw, "tinysse_deliveries_total", "counter", "Messages queued to streams (live).", WS(deliveries));
   summed(out, gw, "tinysse_replayed_messages_total", "counter", "Messages sent from the replay buffer on resume.", WS(replayed));
   summed(out, gw, "tinysse_resets_total", "counter", "tinysse.reset events sent (resume id too old or unknown).", WS(resets));
@@ -149,28 +156,20 @@ void metrics_render(struct gateway *gw, struct evbuffer *out)
     sum += s->latency_sum;
     count += s->latency_count;
   }
-  head(out, "tinysse_script_errors_total", "counter", "Lua hook calls that failed (any cause).");
-  evbuffer_add_printf(out, "tinysse_script_errors_total %lu\n", errors);
-  head(out, "tinysse_script_timeouts_total", "counter", "Lua hook calls stopped by the time budget.");
-  evbuffer_add_printf(out, "tinysse_script_timeouts_total %lu\n", timeouts);
-  head(out, "tinysse_script_memory_errors_total", "counter", "Lua hook calls stopped by the memory cap.");
-  evbuffer_add_printf(out, "tinysse_script_memory_errors_total %lu\n", memory);
-  head(out, "tinysse_script_bad_returns_total", "counter", "Lua hook calls that returned the wrong types.");
-  evbuffer_add_printf(out, "tinysse_script_bad_returns_total %lu\n", bad);
+  scalar(out, "tinysse_script_errors_total", "counter", "Lua hook calls that failed (any cause).", errors);
+  scalar(out, "tinysse_script_timeouts_total", "counter", "Lua hook calls stopped by the time budget.", timeouts);
+  scalar(out, "tinysse_script_memory_errors_total", "counter", "Lua hook calls stopped by the memory cap.", memory);
+  scalar(out, "tinysse_script_bad_returns_total", "counter", "Lua hook calls that returned the wrong types.", bad);
   head(out, "tinysse_hook_calls_total", "counter", "Lua hook calls by hook.");
   for (int h = 0; h < HOOK_COUNT; h++)
     evbuffer_add_printf(out, "tinysse_hook_calls_total{hook=\"%s\"} %lu\n",
                         script_hook_name((enum script_hook)h), calls[h]);
   histogram(out, "tinysse_hook_duration_seconds", "Time spent running Lua hook calls (CPU; waits for call-outs not counted).",
             script_latency_bounds, buckets, 8, count, sum);
-  head(out, "tinysse_hook_waits_total", "counter", "Lua hook calls that waited for a call-out (tinysse.http).");
-  evbuffer_add_printf(out, "tinysse_hook_waits_total %lu\n", waits);
-  head(out, "tinysse_hooks_waiting", "gauge", "Lua hook calls waiting for a call-out now.");
-  evbuffer_add_printf(out, "tinysse_hooks_waiting %lu\n", waiting);
-  head(out, "tinysse_callouts_total", "counter", "tinysse.http calls made by hooks.");
-  evbuffer_add_printf(out, "tinysse_callouts_total %lu\n", callouts);
-  head(out, "tinysse_callout_errors_total", "counter", "tinysse.http calls that got no HTTP answer (timeout, connect, TLS, too large, queue full).");
-  evbuffer_add_printf(out, "tinysse_callout_errors_total %lu\n", callout_errors);
+  scalar(out, "tinysse_hook_waits_total", "counter", "Lua hook calls that waited for a call-out (tinysse.http).", waits);
+  scalar(out, "tinysse_hooks_waiting", "gauge", "Lua hook calls waiting for a call-out now.", waiting);
+  scalar(out, "tinysse_callouts_total", "counter", "tinysse.http calls made by hooks.", callouts);
+  scalar(out, "tinysse_callout_errors_total", "counter", "tinysse.http calls that got no HTTP answer (timeout, connect, TLS, too large, queue full).", callout_errors);
   jwks_cache_metrics(gw->jwks, out);
   process_fds(out);
   cluster_metrics(gw, out);

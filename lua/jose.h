@@ -29,6 +29,12 @@ enum jose_alg {
 int jose_alg_parse(const char *name);
 const char *jose_alg_name(int alg);
 
+/* base64url without padding; decoding refuses '=', other characters outside
+ * the alphabet and non-zero leftover bits (one encoding per value). */
+size_t jose_b64url_encoded_len(size_t n);
+size_t jose_b64url_encode(const unsigned char *s, size_t n, char *out);
+long jose_b64url_decode(const char *s, size_t n, unsigned char *out); /* room: n / 4 * 3 + 2 */
+
 struct jose_keyset;
 
 /* A JWKS {"keys":[...]} or one JWK. Keys it cannot use (unknown kty or crv,

@@ -34,12 +34,6 @@ int jose_key_fits(const struct jose_key *k, int alg);
  * bounds, other curves and types); *why says why not. */
 int jose_pkey_kty(EVP_PKEY *pkey, const char **why);
 
-/* base64url without padding; decoding refuses '=', other characters outside
- * the alphabet and non-zero leftover bits (one encoding per value). */
-size_t jose_b64url_encoded_len(size_t n);
-size_t jose_b64url_encode(const unsigned char *s, size_t n, char *out);
-long jose_b64url_decode(const char *s, size_t n, unsigned char *out); /* room: n / 4 * 3 + 2 */
-
 /* Parses len bytes as exactly one JSON value (strict json-c: no NaN, no
  * trailing commas or garbage); NULL on error, with json-c's reason in *why. */
 struct json_object *jose_json_parse(const char *s, size_t len, const char **why);

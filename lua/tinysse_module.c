@@ -9,6 +9,7 @@
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "tinysse_module.h"
 
+#include "jose.h"
 #include "jwt_lua.h"
 
 #include <lauxlib.h>
@@ -85,86 +86,29 @@ static void hmac_sha256(lua_State *L, const char *key, size_t klen, const char *
     luaL_error(L, "tinysse: HMAC-SHA256 failed");
 }
 
-static const char b64url_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static void b64url_add(luaL_Buffer *b, const unsigned char *s, size_t n)
-{
-  size_t i = 0;
-  for (; i + 3 <= n; i += 3) {
-    unsigned long v = (unsigned long)s[i] << 16 | (unsigned long)s[i + 1] << 8 | s[i + 2];
-    luaL_addchar(b, b64url_alphabet[v >> 18 & 63]);
-    luaL_addchar(b, b64url_alphabet[v >> 12 & 63]);
-    luaL_addchar(b, b64url_alphabet[v >> 6 & 63]);
-    luaL_addchar(b, b64url_alphabet[v & 63]);
-  }
-  if (n - i == 1) {
-    luaL_addchar(b, b64url_alphabet[s[i] >> 2]);
-    luaL_addchar(b, b64url_alphabet[(s[i] & 3) << 4]);
-  } else if (n - i == 2) {
-    unsigned long v = (unsigned long)s[i] << 8 | s[i + 1];
-    luaL_addchar(b, b64url_alphabet[v >> 10 & 63]);
-    luaL_addchar(b, b64url_alphabet[v >> 4 & 63]);
-    luaL_addchar(b, b64url_alphabet[(v & 15) << 2]);
-  }
-}
-
-static int b64url_value(unsigned char c)
-{
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '-') return 62;
-  if (c == '_') return 63;
-  return -1;
-}
-
-/* Decodes s into out (room for n / 4 * 3 + 2 bytes). Padding is optional
- * but, when present, must be right. Leftover bits must be zero, so every
- * value has one encoding (a JWT signature cannot be varied). Returns the
- * decoded length, or -1 with *why set. */
+/* Decodes s into out (room for n / 4 * 3 + 2 bytes) with jose's decoder.
+ * Padding is optional but, when present, must be right. Leftover bits must
+ * be zero, so every value has one encoding (a JWT signature cannot be
+ * varied). Returns the decoded length, or -1 with *why set. */
 static long b64url_decode(const char *s, size_t n, unsigned char *out, const char **why)
 {
-  size_t pad = 0, i, o = 0;
-  unsigned long acc = 0;
+  size_t pad = 0;
   while (pad < 2 && n > 0 && s[n - 1] == '=') {
     n--;
     pad++;
   }
-  for (i = 0; i < n; i++) {
-    if (b64url_value((unsigned char)s[i]) < 0) {
-      *why = "invalid character";
-      return -1;
-    }
+  if (strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") < n) {
+    *why = "invalid character";
+    return -1;
   }
   if ((pad && (n + pad) % 4 != 0) || n % 4 == 1) {
     *why = "invalid length";
     return -1;
   }
-  for (i = 0; i < n; i++) {
-    int v = b64url_value((unsigned char)s[i]);
-    acc = acc << 6 | (unsigned long)v;
-    if (i % 4 == 3) {
-      out[o++] = (unsigned char)(acc >> 16);
-      out[o++] = (unsigned char)(acc >> 8);
-      out[o++] = (unsigned char)acc;
-      acc = 0;
-    }
-  }
-  if (n % 4 == 2) {
-    if (acc & 15)
-      goto noncanonical;
-    out[o++] = (unsigned char)(acc >> 4);
-  } else if (n % 4 == 3) {
-    if (acc & 3)
-      goto noncanonical;
-    out[o++] = (unsigned char)(acc >> 10);
-    out[o++] = (unsigned char)(acc >> 2);
-  }
-  return (long)o;
-noncanonical:
-  *why = "non-zero trailing bits";
-  return -1;
+  long len = jose_b64url_decode(s, n, out);
+  if (len < 0)
+    *why = "non-zero trailing bits";
+  return len;
 }
 
 /* Pushes the decoded string, or returns 0 with nothing pushed. */
@@ -212,9 +156,8 @@ static int l_base64url_encode(lua_State *L)
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
   luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  b64url_add(&b, (const unsigned char *)s, n);
-  luaL_pushresult(&b);
+  char *out = luaL_buffinitsize(L, &b, jose_b64url_encoded_len(n) + 1);
+  luaL_pushresultsize(&b, jose_b64url_encode((const unsigned char *)s, n, out));
   return 1;
 }
 

@@ -3,6 +3,7 @@
 -- options}) writes <name>.pem and <name>.pub into dir; jwk(dir, name, kid
 -- [, extra]) is the public JWK of one.
 local tinysse = require "tinysse"
+local T = require "support"
 
 local M = {}
 
@@ -27,18 +28,7 @@ function M.sh(cmd)
   assert(ok, "failed: " .. cmd)
 end
 
-function M.read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-function M.write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+M.read, M.write = T.read_file, T.write_file
 
 -- keys: name -> genpkey options (or a kind name of M.KINDS)
 function M.keys(dir, keys)

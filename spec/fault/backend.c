@@ -323,6 +323,7 @@ static void handle_auth(struct evhttp_request *req, struct evkeyvalq *q)
   char buf[512];
   const char *tok = auth_token(req, buf, sizeof(buf));
   long expires_in = query_long(q, "expires_in", 3600, 0, 100000000);
+  long ms = query_long(q, "delay_ms", 0, 0, DELAY_MAX_MS); /* for all tokens (benchmarks) */
   if (tok && strcmp(tok, "deny") == 0) {
     reply_now(req, 403, "application/json", "{\"error\":\"denied\"}");
     return;
@@ -334,14 +335,15 @@ static void handle_auth(struct evhttp_request *req, struct evkeyvalq *q)
     for (char *s = strtok_r(buf + 5, ":", &save); s && nf < 4; s = strtok_r(NULL, ":", &save))
       f[nf++] = s;
   }
-  long ms = 0;
+  if (nf == 1)
+    f[nf++] = "member"; /* user:<id> alone: the default role */
   if (nf == 3) {
     char *end;
     ms = strtol(f[2], &end, 10);
     if (*end || ms < 0 || ms > DELAY_MAX_MS)
       nf = 0;
   }
-  if ((nf != 2 && nf != 3) || !name_ok(f[0]) || !name_ok(f[1]) || expires_in < 0) {
+  if ((nf != 2 && nf != 3) || !name_ok(f[0]) || !name_ok(f[1]) || expires_in < 0 || ms < 0) {
     reply_now(req, 401, "application/json", "{\"error\":\"invalid token\"}");
     return;
   }
@@ -485,7 +487,7 @@ static void usage(const char *argv0)
           "  /hang                               never answer\n"
           "  /garbage                            write non-HTTP bytes and close\n"
           "  /echo                               {method, uri, headers, body} as JSON\n"
-          "  /auth[?expires_in=N]                Bearer (or session cookie)\n"
+          "  /auth[?expires_in=N][&delay_ms=N]   Bearer (or session cookie)\n"
           "                                      user:<id>:<role>[:<ms>] -> 200 JSON,\n"
           "                                      deny -> 403, else 401\n"
           "  /jwks[?delay_ms=N]                  the --jwks-file now (503 when missing)\n"
