@@ -286,6 +286,12 @@ int client_open(struct clients *cs, struct client_params *p)
   return 0;
 err:
   if (c) {
+    if (c->user_id || c->channels) { /* taken over just before the transport failed */
+      p->user_id = c->user_id;
+      p->role = c->role;
+      p->channels = c->channels;
+      p->nchannels = c->nchannels;
+    }
     hub_unsubscribe(cs->hub, c->sub);
     pthread_mutex_lock(&gw->presence_lock);
     hub_unsubscribe(gw->presence, c->presence);

@@ -291,6 +291,8 @@ static struct request *op_keep(struct request *r)
   struct request *k = xmalloc(sizeof(*k));
   *k = *r;
   k->kept = 1;
+  snprintf(k->peer_copy, sizeof(k->peer_copy), "%s", r->peer ? r->peer : "?");
+  k->peer = k->peer_copy;
   k->args_parsed = 0;
   st_of(r)->kept++;
   return k;

@@ -57,6 +57,7 @@ struct request {
   unsigned port;          /* and port, 0 when unknown */
   char id[24];            /* X-Request-Id */
   int kept;               /* a copy made by keep(): freed by its answer */
+  char peer_copy[64];     /* a kept copy's peer (the connection may go first) */
   struct evkeyvalq args;  /* the query, parsed on first use */
   int args_parsed;
   /* Hooks that waited (request_hook): their results, and the handler the

@@ -184,6 +184,32 @@ describe("call-outs from hooks", function()
     end, 5 * SLOW)
   end)
 
+  it("holds HTTP/2 streams while their hooks wait, and survives resets and closes mid-wait", function()
+    local H = require "h2_support"
+    local c = H.h2connect(g.port)
+    local waiting = c:get("/events?token=delay400:h2a", nil, { window = 1 << 20 })
+    local reset = c:get("/events?token=delay400:h2b")
+    local fast = c:get("/events?token=ok:h2c", nil, { window = 1 << 20 })
+    c:await("the fast stream's 200", function() return c.streams[fast].got_headers end)
+    assert.is_true(c.streams[fast].status200)
+    assert.is_nil(c.streams[waiting].got_headers, "the waiting stream was answered before its hook ended")
+    c:rst(reset)
+    c:await("the waiting stream's 200", function() return c.streams[waiting].got_headers end)
+    assert.is_true(c.streams[waiting].status200)
+    -- a whole connection that goes away while its stream's hook waits
+    local gone = H.h2connect(g.port)
+    gone:get("/events?token=delay300:h2gone")
+    socket.sleep(0.05)
+    gone:close()
+    c:close()
+    T.wait_until("the abandoned hooks to end", function()
+      return g:metric("tinysse_hooks_waiting") == 0
+    end, 5 * SLOW)
+    local s = g:stream("/events?token=ok:after-h2")
+    assert.are.equal(200, s.status)
+    s:close()
+  end)
+
   it("takes the token from --token-cookie and gives the hooks req.cookies", function()
     local s = g:stream("/events", { Cookie = "theme=dark; sid=ok:cookie1; role=editor",
                                     Origin = "http://app.example" })
