@@ -37,8 +37,7 @@ struct jwks_cache {
   struct entry e[JWKS_MAX_URLS];
   size_t n;
   unsigned long ok, failed;
-  /* the fetching loop (from jwks_cache_start) */
-  struct event_base *base;
+  /* the fetching loop's (from jwks_cache_start) */
   struct httpc *http;
   struct event *wake, *tick;
 };
@@ -147,10 +146,7 @@ int jwks_cache_start(struct jwks_cache *jc, struct event_base *base, const struc
     alloc_failed(0);
   struct timeval one = {1, 0};
   event_add(jc->tick, &one);
-  pthread_mutex_lock(&jc->lock);
-  jc->base = base;
-  pthread_mutex_unlock(&jc->lock);
-  event_active(jc->wake, 0, 0);
+  event_active(jc->wake, 0, 0); /* what the scripts named so far, at once (this thread runs base) */
   return 0;
 }
 
@@ -183,9 +179,10 @@ struct jose_keyset *jwks_cache_get(struct jwks_cache *jc, const char *url, doubl
     refresh = JWKS_DEFAULT_REFRESH;
   if (refresh < JWKS_MIN_REFRESH)
     refresh = JWKS_MIN_REFRESH;
-  int wake = 0;
   struct jose_keyset *set = NULL;
   double now = mono();
+  /* Only the lock is shared with the fetching loop: what is due is started
+   * by its next tick (within a second), never from this thread. */
   pthread_mutex_lock(&jc->lock);
   struct entry *e = NULL;
   for (size_t i = 0; i < jc->n && !e; i++)
@@ -194,7 +191,6 @@ struct jose_keyset *jwks_cache_get(struct jwks_cache *jc, const char *url, doubl
   if (!e && jc->n < JWKS_MAX_URLS) {
     e = &jc->e[jc->n++];
     *e = (struct entry){.url = xstrdup(url), .refresh = refresh, .due = 0, .jc = jc};
-    wake = 1;
   }
   if (e) {
     if (refresh < e->refresh) /* two scripts, two refreshes: the shorter */
@@ -202,15 +198,11 @@ struct jose_keyset *jwks_cache_get(struct jwks_cache *jc, const char *url, doubl
     if (kid_missing && !e->fetching && now - e->last_miss >= JWKS_KID_MISS_INTERVAL) {
       e->last_miss = now;
       e->due = now;
-      wake = 1;
     }
     if (e->set)
       set = jose_keyset_ref(e->set);
   }
-  struct event *ev = jc->base ? jc->wake : NULL;
   pthread_mutex_unlock(&jc->lock);
-  if (wake && ev)
-    event_active(ev, 0, 0); /* libevent's pthreads locking makes this safe */
   return set;
 }
 

@@ -2,9 +2,10 @@
  * (every worker's Lua state shares it): tinysse.jwks("https://...") in a
  * script registers the URL; the set is fetched at once, every `refresh`
  * seconds, and early (at most once per JWKS_KID_MISS_INTERVAL) when a token
- * names a kid the set lacks. A failed fetch keeps the last good set
- * (logged, counted). Fetches run on one loop (worker 0's) with their own
- * HTTP client; any thread may ask for the newest set. */
+ * names a kid the set lacks (within a second). A failed fetch keeps the
+ * last good set (logged, counted). Fetches run on one loop (worker 0's, the
+ * thread that calls jwks_cache_start) with their own HTTP client; any
+ * thread may ask for the newest set (a lock, no libevent call). */
 #ifndef TINYSSE_JWKS_CACHE_H
 #define TINYSSE_JWKS_CACHE_H
 
@@ -20,7 +21,8 @@ struct jwks_cache;
 #define JWKS_MAX_URLS 64
 
 struct jwks_cache *jwks_cache_new(void);
-/* Starts fetching on base (what was asked before is fetched now). 0, or -1
+/* Starts fetching on base, from the thread that will run it (what was
+ * asked before is fetched now). 0, or -1
  * with err (a --callout-ca-file that cannot be read). */
 int jwks_cache_start(struct jwks_cache *jc, struct event_base *base, const struct config *cfg,
                      char *err, size_t errlen);
