@@ -94,7 +94,7 @@ static const struct option_desc options[] = {
     {"max-header", "BYTES", K_LONG, F(max_header), 0, 256, 1L << 20, RESTART, NULL, NULL, "8192", "largest request line plus headers in bytes"},
     {"hook-timeout", "SECONDS", K_DOUBLE, F(hook_timeout), 0, 0.001, 60, CUSTOM, apply_script_limit, NULL, "0.25", "seconds a Lua hook may run"},
     {"hook-wall-timeout", "SECONDS", K_DOUBLE, F(hook_wall), 0, 0.01, 600, CUSTOM, apply_script_limit, NULL, "10", "seconds a Lua hook call may take in all, waiting for call-outs included"},
-    {"callout-concurrency", "N", K_LONG, F(callout_concurrency), 0, 1, 100000, RESTART, NULL, NULL, "64", "tinysse.http requests on the wire at once per worker (more wait in a queue)"},
+    {"callout-concurrency", "N", K_LONG, F(callout_concurrency), 0, 1, 100000, RESTART, NULL, NULL, "256", "tinysse.http requests on the wire at once per worker (more wait in a queue)"},
     {"callout-queue", "N", K_LONG, F(callout_queue), 0, 0, 10000000, RESTART, NULL, NULL, "10000", "tinysse.http requests that may wait per worker; beyond, the call fails with queue_full"},
     {"callout-max-body", "BYTES", K_LONG, F(callout_max_body), 0, 1024, 1L << 30, RESTART, NULL, NULL, "1048576", "largest tinysse.http answer body"},
     {"callout-ca-file", "FILE", K_STR, F(callout_ca_file), 0, 0, 0, RESTART, NULL, NULL, NULL, "PEM CA certificates that https:// call-outs and JWKS URLs are verified against (by default the system's)"},
