@@ -128,7 +128,8 @@ static void resume(struct client *c, const char *resume_id)
       (!gw->cluster && seen.ms != gw->epoch)) {
     reason = "unknown";
   } else {
-    switch (ring_check_resume(gw->ring, seen)) {
+    switch (ring_check_resume_channels(gw->ring, seen, (const char *const *)c->channels,
+                                       c->nchannels)) {
     case RING_RESUME_OK:
       c->after = seen;
       ring_each_range(gw->ring, seen, cs->last_seq, replay_one, c);

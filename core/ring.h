@@ -3,7 +3,10 @@
  * path never touches it. Messages arrive in order of both their local seq
  * and their public position; the ring also knows its floor: it holds every
  * message positioned after the floor, so resuming from any id at or past the
- * floor loses nothing. */
+ * floor loses nothing. Below the floor, per-channel watermarks (the newest
+ * position evicted among each channel's messages) say whether a client's
+ * own channels lost anything: a client on a quiet channel resumes without a
+ * reset however much other channels sent. */
 #ifndef TINYSSE_RING_H
 #define TINYSSE_RING_H
 
@@ -13,6 +16,12 @@
 #include "message.h"
 
 struct ring;
+
+/* Watermarks kept: RING_MARKS_PER_SLOT per ring slot plus RING_MARKS_MIN
+ * channels; past that the table is cleared into one mark for every channel
+ * (coarser: a client may get a reset it did not need, never miss a loss). */
+#define RING_MARKS_PER_SLOT 4
+#define RING_MARKS_MIN 1024
 
 /* capacity >= 1; NULL on OOM. The floor and last position start at
  * `start` (nothing published yet: resuming from `start` is fine). */
@@ -42,6 +51,14 @@ enum ring_resume { RING_RESUME_OK, RING_RESUME_TOO_OLD, RING_RESUME_UNKNOWN };
  * OK when floor <= seen <= last, TOO_OLD below the floor, UNKNOWN past the
  * last position. */
 enum ring_resume ring_check_resume(const struct ring *r, struct msgpos seen);
+/* The same for a client on these channels: also OK below the floor when
+ * none of them lost a message positioned after `seen`. */
+enum ring_resume ring_check_resume_channels(const struct ring *r, struct msgpos seen,
+                                            const char *const *channels, size_t n);
+/* The newest position lost from channel (the evicted messages sent to it,
+ * and losses on every channel); the start position when none. */
+struct msgpos ring_channel_mark(const struct ring *r, const char *channel);
+size_t ring_marks(const struct ring *r); /* channels with a watermark of their own */
 /* Calls fn for each held message positioned after `after` with
  * seq <= upto, oldest first. */
 void ring_each_range(struct ring *r, struct msgpos after, uint64_t upto,

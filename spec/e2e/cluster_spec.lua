@@ -152,6 +152,27 @@ describe("cluster mode", function()
     assert.equal(0, #r:drain(0.3))
   end)
 
+  it("resumes a quiet channel on another node without a reset", function()
+    local key = new_key()
+    local a, b = node({ key = key, buffer = 3 }), node({ key = key, buffer = 3 })
+    local _, q = publish(a, 1, { "user:quiet" })
+    local ids = {}
+    for i = 2, 10 do
+      local _, j = publish(a, i, { "role:busy" })
+      ids[i] = j.id
+    end
+    -- b has read up to 10 once a busy stream resuming after 9 gets 10
+    local probe = b:stream("/events?token=p1:busy", { ["Last-Event-ID"] = ids[9] })
+    assert.same({ 10 }, ns(take(probe, 1)))
+    probe:close()
+    local s = b:stream("/events?token=quiet:other", { ["Last-Event-ID"] = q.id })
+    assert.equal(200, s.status)
+    for _, e in ipairs(s:drain(0.5)) do assert.are_not.equal("tinysse.reset", e.event) end
+    publish(a, 11, { "user:quiet" })
+    assert.same({ 11 }, ns(take(s, 1)))
+    s:close()
+  end)
+
   it("answers tinysse.reset when the resume id fell out of the retained window", function()
     local key = new_key()
     local a, b = node({ key = key, buffer = 3 }), node({ key = key, buffer = 3 })

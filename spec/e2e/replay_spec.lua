@@ -72,6 +72,26 @@ describe("replay", function()
     s:close()
   end)
 
+  it("resumes a quiet channel without a reset however much other channels sent", function()
+    local quiet = publish_n(g, 1, { "user:q1" }, 1)
+    publish_n(g, 60, { "role:busy" }, 100) -- three times --buffer, none for q1
+    local s = g:stream("/events?token=q1:rq", { ["Last-Event-ID"] = quiet[1] })
+    assert.are.equal(200, s.status)
+    assert.are.same({}, seqs(s:drain(0.4)), "no reset, nothing to replay")
+    publish_n(g, 1, { "user:q1" }, 2)
+    assert.are.same({ 2 }, seqs(s:drain(0.4)))
+    s:close()
+    -- a client whose own channel lost a message still gets the reset
+    local seen = publish_n(g, 1, { "user:q2" }, 1)
+    publish_n(g, 1, { "user:q2" }, 2) -- pushed out by what follows
+    publish_n(g, 60, { "role:busy" }, 100)
+    local r = g:stream("/events?token=q2:rq", { ["Last-Event-ID"] = seen[1] })
+    local ev = r:message(2)
+    assert.are.equal("tinysse.reset", ev.event)
+    assert.are.equal("too_old", ev.json.reason)
+    r:close()
+  end)
+
   it("sends tinysse.reset for an unknown or malformed id", function()
     for _, id in ipairs({ "1-1", "garbage", "99999999999999-5" }) do
       local s = g:stream("/events?token=c5:r5", { ["Last-Event-ID"] = id })

@@ -279,9 +279,84 @@ static void test_positions(void)
   ring_free(r);
 }
 
+/* A message to the given channels at position {0, seq}. */
+static struct message *to(uint64_t seq, const char *a, const char *b)
+{
+  const char *t[2] = {a, b};
+  return message_new(seq, t, b ? 2 : 1, NULL);
+}
+
+static enum ring_resume resume_on(const struct ring *r, uint64_t seen, const char *ch)
+{
+  return ring_check_resume_channels(r, P(seen), &ch, 1);
+}
+
+/* Per-channel watermarks: a quiet channel resumes below the floor when
+ * nothing of its own was evicted after its id; a channel that lost a
+ * message does not; a cluster gap (ring_raise_floor) is a loss everywhere;
+ * a full watermark table degrades to one mark for all (never a missed
+ * loss). */
+static void test_watermarks(void)
+{
+  struct ring *r = mkring(4);
+  struct message *m = to(1, "quiet", NULL);
+  ring_push(r, m);
+  message_unref(m);
+  for (uint64_t s = 2; s <= 10; s++) {
+    m = to(s, "busy", s == 6 ? "other" : NULL);
+    ring_push(r, m);
+    message_unref(m);
+  }
+  /* held: 7..10; evicted: 1 (quiet), 2..6 (busy; 6 also other) */
+  CHECK_EQ(oldest_seq(r), 7);
+  CHECK_EQ(ring_channel_mark(r, "quiet").seq, 1);
+  CHECK_EQ(ring_channel_mark(r, "busy").seq, 6);
+  CHECK_EQ(ring_channel_mark(r, "other").seq, 6);
+  CHECK_EQ(ring_channel_mark(r, "never").seq, 0);
+  CHECK_EQ(ring_marks(r), 3);
+  CHECK_EQ(check_resume(r, 1), RING_RESUME_TOO_OLD);   /* the floor alone says lost */
+  CHECK_EQ(resume_on(r, 1, "quiet"), RING_RESUME_OK);  /* its one message was seen */
+  CHECK_EQ(resume_on(r, 0, "quiet"), RING_RESUME_TOO_OLD); /* ... or not */
+  CHECK_EQ(resume_on(r, 1, "busy"), RING_RESUME_TOO_OLD);
+  CHECK_EQ(resume_on(r, 6, "busy"), RING_RESUME_OK);
+  CHECK_EQ(resume_on(r, 3, "other"), RING_RESUME_TOO_OLD);
+  CHECK_EQ(resume_on(r, 3, "never"), RING_RESUME_OK);
+  const char *both[2] = {"quiet", "busy"};
+  CHECK_EQ(ring_check_resume_channels(r, P(2), both, 2), RING_RESUME_TOO_OLD);
+  CHECK_EQ(ring_check_resume_channels(r, P(6), both, 2), RING_RESUME_OK);
+  CHECK_EQ(resume_on(r, 11, "quiet"), RING_RESUME_UNKNOWN);
+  /* a gap in the cluster's stream: every channel lost up to it */
+  ring_raise_floor(r, P(8));
+  CHECK_EQ(resume_on(r, 1, "quiet"), RING_RESUME_TOO_OLD);
+  CHECK_EQ(resume_on(r, 8, "quiet"), RING_RESUME_OK);
+  ring_free(r);
+
+  /* the table's bound: 4 per slot + RING_MARKS_MIN channels */
+  r = mkring(1);
+  char name[32];
+  uint64_t n = RING_MARKS_PER_SLOT + RING_MARKS_MIN + 10;
+  for (uint64_t s = 1; s <= n + 1; s++) {
+    snprintf(name, sizeof(name), "ch%llu", (unsigned long long)s);
+    m = to(s, name, NULL);
+    ring_push(r, m);
+    message_unref(m);
+  }
+  CHECK(ring_marks(r) <= RING_MARKS_PER_SLOT + RING_MARKS_MIN);
+  /* whatever was forgotten is still lost for its channel: never OK from
+   * before its own message */
+  int missed = 0;
+  for (uint64_t s = 1; s <= n; s++) {
+    snprintf(name, sizeof(name), "ch%llu", (unsigned long long)s);
+    missed += resume_on(r, s - 1, name) == RING_RESUME_OK;
+  }
+  CHECK_EQ(missed, 0);
+  ring_free(r);
+}
+
 int main(void)
 {
   check_seed(20240601);
+  test_watermarks();
   test_eviction();
   test_resume();
   test_range();
