@@ -105,6 +105,7 @@ void client_reset(struct client *c, const char *reason)
    * next reconnect resumes from here instead of resetting again. */
   message_id_format(here, cs->last_pos.ms, cs->last_pos.seq);
   STAT_ADD(cs->stats->resets, 1);
+  STAT_ADD(cs->stats->resets_by[strcmp(reason, "too_old") == 0 ? 0 : strcmp(reason, "gap") == 0 ? 2 : 1], 1);
   send_control(c, here, "tinysse.reset", json);
 }
 
@@ -124,6 +125,7 @@ static void resume(struct client *c, const char *resume_id)
   const char *reason = NULL;
 
   ring_lock(gw->ring);
+  ring_expire(gw->ring); /* what is past --buffer-age is lost before we look */
   if (message_id_parse(resume_id, &seen.ms, &seen.seq) != 0 ||
       (!gw->cluster && seen.ms != gw->epoch)) {
     reason = "unknown";
@@ -132,7 +134,8 @@ static void resume(struct client *c, const char *resume_id)
                                        c->nchannels)) {
     case RING_RESUME_OK:
       c->after = seen;
-      ring_each_range(gw->ring, seen, cs->last_seq, replay_one, c);
+      ring_each_for(gw->ring, seen, cs->last_seq, (const char *const *)c->channels, c->nchannels,
+                    replay_one, c);
       break;
     case RING_RESUME_TOO_OLD:
       reason = "too_old";

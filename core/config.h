@@ -32,6 +32,8 @@ struct config {
   const char *cors_origin[CONFIG_MAX_LIST];
   int ncors_origin;
   _Atomic long buffer, retry_ms, max_clients, workers;
+  _Atomic long buffer_bytes, channel_history;
+  _Atomic double buffer_age;
   _Atomic double heartbeat, hook_timeout, hook_wall;
   _Atomic long max_queue, max_body, max_header, script_memory, max_per_peer;
   /* every connection (0 until config_fit_connections picks the default),

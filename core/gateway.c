@@ -128,6 +128,8 @@ int gateway_init(struct gateway *gw, struct config *cfg, const struct worker_fro
     return -1;
   /* Local ids are "<epoch>-<n>"; a cluster's are Redis's own. */
   gw->ring = ring_new((size_t)cfg->buffer, (struct msgpos){gw->cluster ? 0 : gw->epoch, 0});
+  if (gw->ring)
+    ring_set_limits(gw->ring, (size_t)cfg->buffer_bytes, cfg->buffer_age, (size_t)cfg->channel_history);
   gw->presence = hub_new();
   gw->peers = hub_new();
   gw->conn_peers = hub_new();

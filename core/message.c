@@ -19,6 +19,7 @@ struct message *message_new(uint64_t seq, const char *const *targets, size_t nta
   if (!m)
     return NULL;
   atomic_init(&m->refs, 1);
+  m->holds = 0;
   m->seq = seq;
   m->pos = (struct msgpos){0, seq};
   m->kind = MESSAGE_LIVE;

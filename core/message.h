@@ -44,6 +44,7 @@ enum message_kind {
 
 struct message {
   atomic_uint refs;
+  uint32_t holds;    /* history places holding it (ring.c, under its lock) */
   uint64_t seq;      /* this process's counter: consecutive, never reused */
   struct msgpos pos; /* the public id */
   enum message_kind kind;

@@ -128,11 +128,34 @@ void metrics_render(struct gateway *gw, struct evbuffer *out)
             "From a message's publish to the end of the fan-out pass that wrote it, per worker.",
             write_latency_bounds, wb, 10, wcount, wsum);
 
+  struct ring_stats rs;
   ring_lock(gw->ring);
+  ring_expire(gw->ring);
   size_t held = ring_count(gw->ring);
+  ring_get_stats(gw->ring, &rs);
   ring_unlock(gw->ring);
-  head(out, "tinysse_replay_buffer_messages", "gauge", "Messages held for replay.");
+  head(out, "tinysse_replay_buffer_messages", "gauge", "Messages in the replay ring (the last --buffer).");
   evbuffer_add_printf(out, "tinysse_replay_buffer_messages %zu\n", held);
+  scalar(out, "tinysse_history_messages", "gauge", "Messages held for replay: the ring and the channels' histories, each once.", rs.held);
+  scalar(out, "tinysse_history_bytes", "gauge", "Bytes held for replay (counted against --buffer-bytes).", rs.bytes);
+  scalar(out, "tinysse_history_channels", "gauge", "Channels with a history or a watermark.", rs.channels);
+  head(out, "tinysse_history_oldest_seconds", "gauge", "Age of the oldest message held for replay.");
+  evbuffer_add_printf(out, "tinysse_history_oldest_seconds %.3f\n", rs.oldest_age);
+  static const char *const causes[RING_CAUSES] = {"count", "bytes", "age", "channels"};
+  head(out, "tinysse_history_evictions_total", "counter", "Messages that left the replay history, by the bound that pushed them out.");
+  for (int c = 0; c < RING_CAUSES; c++)
+    evbuffer_add_printf(out, "tinysse_history_evictions_total{cause=\"%s\"} %lu\n", causes[c], rs.evicted[c]);
+  head(out, "tinysse_history_evicted_bytes_total", "counter", "Bytes of those messages, by cause.");
+  for (int c = 0; c < RING_CAUSES; c++)
+    evbuffer_add_printf(out, "tinysse_history_evicted_bytes_total{cause=\"%s\"} %lu\n", causes[c], rs.evicted_bytes[c]);
+  static const char *const reasons[3] = {"too_old", "unknown", "gap"};
+  head(out, "tinysse_replay_resets_total", "counter", "tinysse.reset events sent, by reason.");
+  for (int k = 0; k < 3; k++) {
+    unsigned long n = 0;
+    for (int i = 0; i < gw->nworkers; i++)
+      n += STAT_GET(worker_counters(gw->workers[i])->resets_by[k]);
+    evbuffer_add_printf(out, "tinysse_replay_resets_total{reason=\"%s\"} %lu\n", reasons[k], n);
+  }
 
   /* Script counters (plain words written by each worker's own thread). */
   unsigned long errors = 0, timeouts = 0, memory = 0, bad = 0, calls[HOOK_COUNT] = {0};

@@ -1,18 +1,25 @@
-/* The replay ring: a circular array of message references in stream order,
- * and the watermarks of what it evicted, per channel. */
+/* The replay history: a circular array of message references in stream
+ * order (the last --buffer messages), and per channel its last
+ * --channel-history messages and the watermark of what it lost. A message is
+ * held while either keeps it, and counted once against --buffer-bytes. */
 #include "ring.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-/* A channel's watermark: the newest position evicted from the ring among
- * the messages sent to it. Open addressing, linear probing; name NULL is
- * an empty slot. */
-struct mark {
+#include "sse.h"
+
+/* A channel: the newest position it lost, and its last `keep` messages
+ * (oldest at head). Open addressing, linear probing; name NULL is an empty
+ * slot. */
+struct chan {
   char *name;
   uint64_t hash;
-  struct msgpos pos;
+  struct msgpos mark;
+  struct message **hist;
+  uint32_t head, n;
 };
 
 struct ring {
@@ -21,13 +28,26 @@ struct ring {
   uint64_t last_seq;
   struct msgpos last_pos, floor;
   struct message **slots;
-  /* watermarks: at most nmarks_max channels; a channel without one lost
-   * nothing after marks_floor (raised when the table is cleared, and by
-   * ring_raise_floor: a loss on every channel) */
-  struct mark *marks;
-  size_t nmarks, marks_cap, nmarks_max;
+  /* bounds beyond the count: 0 means none */
+  size_t max_bytes, keep;
+  double max_age;
+  /* channels: at most nchans_max; one without an entry lost nothing after
+   * marks_floor (raised when the table is cleared, and by ring_raise_floor:
+   * a loss on every channel) */
+  struct chan *chans;
+  size_t nchans, chans_cap, nchans_max;
   struct msgpos marks_floor;
+  size_t held, bytes; /* distinct messages held, and their bytes with the channels' slots */
+  double swept;       /* when the channels' histories were last checked for age */
+  struct ring_stats stats;
 };
+
+static double mono(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 struct ring *ring_new(size_t capacity, struct msgpos start)
 {
@@ -39,12 +59,239 @@ struct ring *ring_new(size_t capacity, struct msgpos start)
     goto err;
   r->cap = capacity;
   r->last_pos = r->floor = r->marks_floor = start;
-  r->nmarks_max = RING_MARKS_PER_SLOT * capacity + RING_MARKS_MIN;
+  r->nchans_max = RING_MARKS_PER_SLOT * capacity + RING_MARKS_MIN;
   pthread_mutex_init(&r->lock, NULL);
   return r;
 err:
   free(r);
   return NULL;
+}
+
+void ring_set_limits(struct ring *r, size_t max_bytes, double max_age, size_t per_channel)
+{
+  r->max_bytes = max_bytes;
+  r->max_age = max_age;
+  r->keep = per_channel;
+}
+
+static size_t msg_bytes(const struct message *m)
+{
+  size_t n = sizeof(*m) + m->ntargets * sizeof(char *) + (m->frame ? sizeof(*m->frame) + m->frame->len : 0);
+  for (uint32_t t = 0; t < m->ntargets; t++)
+    n += strlen(m->targets[t]) + 1;
+  return n;
+}
+
+static void hold(struct ring *r, struct message *m)
+{
+  message_ref(m);
+  if (m->holds++ == 0) {
+    r->held++;
+    r->bytes += msg_bytes(m);
+  }
+}
+
+static void let_go(struct ring *r, struct message *m, enum ring_cause cause)
+{
+  if (--m->holds == 0) {
+    size_t b = msg_bytes(m);
+    r->held--;
+    r->bytes -= b;
+    r->stats.evicted[cause]++;
+    r->stats.evicted_bytes[cause] += b;
+  }
+  message_unref(m);
+}
+
+static void raise_pos(struct msgpos *to, struct msgpos pos)
+{
+  if (msgpos_cmp(pos, *to) > 0)
+    *to = pos;
+}
+
+static uint64_t hash_name(const char *s)
+{
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+/* The slot of name: its entry, or the empty slot where it would go. */
+static struct chan *slot_of(const struct ring *r, const char *name, uint64_t h)
+{
+  for (size_t i = h & (r->chans_cap - 1);; i = (i + 1) & (r->chans_cap - 1)) {
+    struct chan *c = &r->chans[i];
+    if (!c->name || (c->hash == h && strcmp(c->name, name) == 0))
+      return c;
+  }
+}
+
+static struct chan *chan_find(const struct ring *r, const char *name)
+{
+  if (!r->chans_cap)
+    return NULL;
+  struct chan *c = slot_of(r, name, hash_name(name));
+  return c->name ? c : NULL;
+}
+
+static void chan_drop(struct ring *r, struct chan *c, enum ring_cause cause)
+{
+  raise_pos(&r->marks_floor, c->mark);
+  for (uint32_t i = 0; i < c->n; i++) {
+    struct message *m = c->hist[(c->head + i) % r->keep];
+    if (msgpos_cmp(m->pos, r->floor) <= 0) /* in no other place: lost to it */
+      raise_pos(&r->marks_floor, m->pos);
+    let_go(r, m, cause);
+  }
+  if (c->hist)
+    r->bytes -= r->keep * sizeof(*c->hist);
+  free(c->hist);
+  r->bytes -= strlen(c->name) + 1;
+  free(c->name);
+  memset(c, 0, sizeof(*c));
+}
+
+/* Forgets every channel: what they held or lost now counts as lost for
+ * every channel (coarser, never a missed loss). */
+static void clear_chans(struct ring *r, enum ring_cause cause)
+{
+  for (size_t i = 0; i < r->chans_cap; i++)
+    if (r->chans[i].name)
+      chan_drop(r, &r->chans[i], cause);
+  r->nchans = 0;
+  r->stats.channel_clears++;
+}
+
+static int grow_chans(struct ring *r)
+{
+  size_t ncap = r->chans_cap ? r->chans_cap * 2 : 64;
+  struct chan *old = r->chans, *nc = calloc(ncap, sizeof(*nc));
+  if (!nc)
+    return -1;
+  size_t ocap = r->chans_cap;
+  r->chans = nc;
+  r->chans_cap = ncap;
+  for (size_t i = 0; i < ocap; i++)
+    if (old[i].name)
+      *slot_of(r, old[i].name, old[i].hash) = old[i];
+  free(old);
+  return 0;
+}
+
+/* name's entry, made when missing; NULL without memory (then the caller
+ * counts its loss in marks_floor). */
+static struct chan *chan_get(struct ring *r, const char *name)
+{
+  struct chan *c = chan_find(r, name);
+  if (c)
+    return c;
+  if (r->nchans >= r->nchans_max && r->chans_cap)
+    clear_chans(r, RING_BY_CHANNELS);
+  if ((r->nchans + 1) * 4 > r->chans_cap * 3 && grow_chans(r) != 0)
+    return NULL;
+  uint64_t h = hash_name(name);
+  c = slot_of(r, name, h);
+  if (!(c->name = strdup(name)))
+    return NULL;
+  c->hash = h;
+  c->mark = r->marks_floor;
+  r->nchans++;
+  r->bytes += strlen(name) + 1;
+  return c;
+}
+
+static void lost(struct ring *r, const char *name, struct msgpos pos)
+{
+  struct chan *c = chan_get(r, name);
+  raise_pos(c ? &c->mark : &r->marks_floor, pos);
+}
+
+/* Does c's history hold m? It holds c's newest messages, in order. */
+static int chan_holds(const struct ring *r, const struct chan *c, const struct message *m)
+{
+  return c && c->n && msgpos_cmp(c->hist[c->head % r->keep]->pos, m->pos) <= 0;
+}
+
+static void evict_main(struct ring *r, enum ring_cause cause)
+{
+  struct message *m = r->slots[r->head];
+  raise_pos(&r->floor, m->pos);
+  r->head = (r->head + 1) % r->cap;
+  r->count--;
+  for (uint32_t t = 0; t < m->ntargets; t++)
+    if (!chan_holds(r, chan_find(r, m->targets[t]), m))
+      lost(r, m->targets[t], m->pos);
+  let_go(r, m, cause);
+}
+
+static void drop_chan_head(struct ring *r, struct chan *c, enum ring_cause cause)
+{
+  struct message *m = c->hist[c->head];
+  c->head = (c->head + 1) % (uint32_t)r->keep;
+  c->n--;
+  if (msgpos_cmp(m->pos, r->floor) <= 0) /* not in the ring either: lost to c */
+    raise_pos(&c->mark, m->pos);
+  let_go(r, m, cause);
+}
+
+static void keep_in_chan(struct ring *r, const char *name, struct message *m)
+{
+  struct chan *c = chan_get(r, name);
+  if (!c)
+    return;
+  if (!c->hist) {
+    if (!(c->hist = calloc(r->keep, sizeof(*c->hist))))
+      return;
+    r->bytes += r->keep * sizeof(*c->hist);
+  }
+  if (c->n && c->hist[(c->head + c->n - 1) % r->keep] == m)
+    return; /* named twice */
+  if (c->n == r->keep)
+    drop_chan_head(r, c, RING_BY_COUNT);
+  c->hist[(c->head + c->n) % r->keep] = m;
+  c->n++;
+  hold(r, m);
+}
+
+/* The oldest channel history entry, for the byte bound; NULL when none. */
+static struct chan *oldest_chan(struct ring *r)
+{
+  struct chan *best = NULL;
+  for (size_t i = 0; i < r->chans_cap; i++) {
+    struct chan *c = &r->chans[i];
+    if (c->name && c->n &&
+        (!best || msgpos_cmp(c->hist[c->head]->pos, best->hist[best->head]->pos) < 0))
+      best = c;
+  }
+  return best;
+}
+
+/* The age and byte bounds (the newest message may go too: it was
+ * delivered live; only replay misses it). */
+static void enforce(struct ring *r, double now)
+{
+  if (r->max_age > 0) {
+    while (r->count && now - r->slots[r->head]->published_at > r->max_age)
+      evict_main(r, RING_BY_AGE);
+    if (r->keep && now - r->swept >= 1) {
+      r->swept = now;
+      for (size_t i = 0; i < r->chans_cap; i++) {
+        struct chan *c = &r->chans[i];
+        while (c->name && c->n && now - c->hist[c->head]->published_at > r->max_age)
+          drop_chan_head(r, c, RING_BY_AGE);
+      }
+    }
+  }
+  if (!r->max_bytes)
+    return;
+  while (r->bytes > r->max_bytes && r->count)
+    evict_main(r, RING_BY_BYTES);
+  struct chan *c;
+  while (r->bytes > r->max_bytes && (c = oldest_chan(r)))
+    drop_chan_head(r, c, RING_BY_BYTES);
+  if (r->bytes > r->max_bytes && r->nchans) /* the channels' own slots */
+    clear_chans(r, RING_BY_BYTES);
 }
 
 void ring_free(struct ring *r)
@@ -53,9 +300,14 @@ void ring_free(struct ring *r)
     return;
   for (size_t i = 0; i < r->count; i++)
     message_unref(r->slots[(r->head + i) % r->cap]);
-  for (size_t i = 0; i < r->marks_cap; i++)
-    free(r->marks[i].name);
-  free(r->marks);
+  for (size_t i = 0; i < r->chans_cap; i++) {
+    struct chan *c = &r->chans[i];
+    for (uint32_t k = 0; c->name && k < c->n; k++)
+      message_unref(c->hist[(c->head + k) % r->keep]);
+    free(c->hist);
+    free(c->name);
+  }
+  free(r->chans);
   pthread_mutex_destroy(&r->lock);
   free(r->slots);
   free(r);
@@ -67,6 +319,7 @@ uint64_t ring_last_seq(const struct ring *r) { return r->last_seq; }
 struct msgpos ring_last_pos(const struct ring *r) { return r->last_pos; }
 struct msgpos ring_floor(const struct ring *r) { return r->floor; }
 size_t ring_count(const struct ring *r) { return r->count; }
+size_t ring_marks(const struct ring *r) { return r->nchans; }
 
 int ring_oldest_pos(const struct ring *r, struct msgpos *out)
 {
@@ -76,119 +329,35 @@ int ring_oldest_pos(const struct ring *r, struct msgpos *out)
   return 1;
 }
 
-static uint64_t hash_name(const char *s)
-{
-  uint64_t h = 1469598103934665603ull; /* FNV-1a */
-  for (; *s; s++)
-    h = (h ^ (unsigned char)*s) * 1099511628211ull;
-  return h;
-}
-
-static struct mark *find_mark(const struct ring *r, const char *name, uint64_t h)
-{
-  if (!r->marks_cap)
-    return NULL;
-  for (size_t i = h & (r->marks_cap - 1);; i = (i + 1) & (r->marks_cap - 1)) {
-    struct mark *k = &r->marks[i];
-    if (!k->name || (k->hash == h && strcmp(k->name, name) == 0))
-      return k;
-  }
-}
-
-/* Forgets every watermark: what they said now holds for every channel. */
-static void clear_marks(struct ring *r)
-{
-  for (size_t i = 0; i < r->marks_cap; i++) {
-    if (r->marks[i].name && msgpos_cmp(r->marks[i].pos, r->marks_floor) > 0)
-      r->marks_floor = r->marks[i].pos;
-    free(r->marks[i].name);
-    r->marks[i].name = NULL;
-  }
-  r->nmarks = 0;
-}
-
-static void grow_marks(struct ring *r)
-{
-  size_t ncap = r->marks_cap ? r->marks_cap * 2 : 64;
-  struct mark *old = r->marks, *nm = calloc(ncap, sizeof(*nm));
-  if (!nm) { /* no room: coarser, still right */
-    clear_marks(r);
-    return;
-  }
-  size_t ocap = r->marks_cap;
-  r->marks = nm;
-  r->marks_cap = ncap;
-  for (size_t i = 0; i < ocap; i++)
-    if (old[i].name)
-      *find_mark(r, old[i].name, old[i].hash) = old[i];
-  free(old);
-}
-
-/* m leaves the ring: each of its channels has lost up to m->pos. */
-static void mark_evicted(struct ring *r, const struct message *m)
-{
-  for (uint32_t t = 0; t < m->ntargets; t++) {
-    if (r->nmarks >= r->nmarks_max)
-      clear_marks(r);
-    if ((r->nmarks + 1) * 4 > r->marks_cap * 3)
-      grow_marks(r);
-    uint64_t h = hash_name(m->targets[t]);
-    struct mark *k = r->marks_cap ? find_mark(r, m->targets[t], h) : NULL;
-    if (!k) /* the table could not grow: every channel shares one mark */
-      continue;
-    if (!k->name) {
-      if (!(k->name = strdup(m->targets[t]))) {
-        clear_marks(r);
-        if (msgpos_cmp(m->pos, r->marks_floor) > 0)
-          r->marks_floor = m->pos;
-        continue;
-      }
-      k->hash = h;
-      k->pos = m->pos;
-      r->nmarks++;
-    } else if (msgpos_cmp(m->pos, k->pos) > 0) {
-      k->pos = m->pos;
-    }
-  }
-  if (!r->marks_cap && msgpos_cmp(m->pos, r->marks_floor) > 0)
-    r->marks_floor = m->pos;
-}
-
 struct msgpos ring_channel_mark(const struct ring *r, const char *channel)
 {
-  const struct mark *k = find_mark(r, channel, hash_name(channel));
-  if (k && k->name && msgpos_cmp(k->pos, r->marks_floor) > 0)
-    return k->pos;
+  const struct chan *c = chan_find(r, channel);
+  if (c && msgpos_cmp(c->mark, r->marks_floor) > 0)
+    return c->mark;
   return r->marks_floor;
 }
 
-size_t ring_marks(const struct ring *r) { return r->nmarks; }
-
 void ring_push(struct ring *r, struct message *m)
 {
-  if (r->count == r->cap) {
-    struct message *old = r->slots[r->head];
-    if (msgpos_cmp(old->pos, r->floor) > 0)
-      r->floor = old->pos;
-    mark_evicted(r, old);
-    message_unref(old);
-    r->head = (r->head + 1) % r->cap;
-    r->count--;
-  }
-  r->slots[(r->head + r->count) % r->cap] = message_ref(m);
+  if (r->count == r->cap)
+    evict_main(r, RING_BY_COUNT);
+  r->slots[(r->head + r->count) % r->cap] = m;
   r->count++;
+  hold(r, m);
   r->last_seq = m->seq;
   r->last_pos = m->pos;
+  for (uint32_t t = 0; r->keep && t < m->ntargets; t++)
+    keep_in_chan(r, m->targets[t], m);
+  enforce(r, m->published_at);
 }
+
+void ring_expire(struct ring *r) { enforce(r, mono()); }
 
 void ring_raise_floor(struct ring *r, struct msgpos pos)
 {
-  if (msgpos_cmp(pos, r->floor) > 0)
-    r->floor = pos;
-  if (msgpos_cmp(pos, r->marks_floor) > 0)
-    r->marks_floor = pos; /* lost on every channel */
-  if (msgpos_cmp(pos, r->last_pos) > 0)
-    r->last_pos = pos;
+  raise_pos(&r->floor, pos);
+  raise_pos(&r->marks_floor, pos); /* lost on every channel */
+  raise_pos(&r->last_pos, pos);
 }
 
 enum ring_resume ring_check_resume(const struct ring *r, struct msgpos seen)
@@ -203,11 +372,11 @@ enum ring_resume ring_check_resume(const struct ring *r, struct msgpos seen)
 enum ring_resume ring_check_resume_channels(const struct ring *r, struct msgpos seen,
                                             const char *const *channels, size_t n)
 {
-  enum ring_resume v = ring_check_resume(r, seen);
-  if (v != RING_RESUME_TOO_OLD)
-    return v;
-  /* Older than what the ring holds: fine when none of the channels lost a
-   * message positioned after seen. */
+  if (msgpos_cmp(seen, r->last_pos) > 0)
+    return RING_RESUME_UNKNOWN;
+  /* a loss is always at or before the floor: past it nothing was lost */
+  if (msgpos_cmp(seen, r->floor) >= 0)
+    return RING_RESUME_OK;
   for (size_t i = 0; i < n; i++)
     if (msgpos_cmp(ring_channel_mark(r, channels[i]), seen) > 0)
       return RING_RESUME_TOO_OLD;
@@ -237,4 +406,74 @@ void ring_each_range(struct ring *r, struct msgpos after, uint64_t upto,
       break;
     fn(m, arg);
   }
+}
+
+static int by_seq(const void *a, const void *b)
+{
+  const struct message *x = *(struct message *const *)a, *y = *(struct message *const *)b;
+  return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+void ring_each_for(struct ring *r, struct msgpos after, uint64_t upto,
+                   const char *const *channels, size_t n,
+                   void (*fn)(struct message *m, void *arg), void *arg)
+{
+  /* What only the channels' histories still hold (older than the ring),
+   * merged in stream order, each message once; then the ring. */
+  size_t k = 0, cap = r->keep * n;
+  struct message **older = cap ? malloc(cap * sizeof(*older)) : NULL;
+  for (size_t i = 0; older && i < n; i++) {
+    const struct chan *c = chan_find(r, channels[i]);
+    for (uint32_t j = 0; c && j < c->n; j++) {
+      struct message *m = c->hist[(c->head + j) % r->keep];
+      if (msgpos_cmp(m->pos, after) > 0 && msgpos_cmp(m->pos, r->floor) <= 0 && m->seq <= upto)
+        older[k++] = m;
+    }
+  }
+  if (k > 1)
+    qsort(older, k, sizeof(*older), by_seq);
+  for (size_t i = 0; i < k; i++)
+    if (i == 0 || older[i] != older[i - 1])
+      fn(older[i], arg);
+  free(older);
+  ring_each_range(r, after, upto, fn, arg);
+}
+
+size_t ring_channel_history(struct ring *r, const char *channel, struct msgpos after,
+                            size_t limit, void (*fn)(struct message *m, void *arg), void *arg)
+{
+  size_t sent = 0;
+  const struct chan *c = chan_find(r, channel);
+  for (uint32_t j = 0; c && j < c->n && sent < limit; j++) {
+    struct message *m = c->hist[(c->head + j) % r->keep];
+    if (msgpos_cmp(m->pos, after) > 0 && msgpos_cmp(m->pos, r->floor) <= 0) {
+      fn(m, arg);
+      sent++;
+    }
+  }
+  for (size_t i = first_after(r, after); i < r->count && sent < limit; i++) {
+    struct message *m = r->slots[(r->head + i) % r->cap];
+    for (uint32_t t = 0; t < m->ntargets; t++)
+      if (strcmp(m->targets[t], channel) == 0) {
+        fn(m, arg);
+        sent++;
+        break;
+      }
+  }
+  return sent;
+}
+
+void ring_get_stats(const struct ring *r, struct ring_stats *out)
+{
+  *out = r->stats;
+  out->held = r->held;
+  out->bytes = r->bytes;
+  out->channels = r->nchans;
+  double oldest = r->count ? r->slots[r->head]->published_at : 0;
+  for (size_t i = 0; i < r->chans_cap; i++) {
+    const struct chan *c = &r->chans[i];
+    if (c->name && c->n && (!oldest || c->hist[c->head]->published_at < oldest))
+      oldest = c->hist[c->head]->published_at;
+  }
+  out->oldest_age = oldest ? mono() - oldest : 0;
 }

@@ -17,15 +17,31 @@
 
 struct ring;
 
-/* Watermarks kept: RING_MARKS_PER_SLOT per ring slot plus RING_MARKS_MIN
- * channels; past that the table is cleared into one mark for every channel
- * (coarser: a client may get a reset it did not need, never miss a loss). */
+/* Channels kept (watermark and history): RING_MARKS_PER_SLOT per ring slot
+ * plus RING_MARKS_MIN; past that the table is cleared into one mark for
+ * every channel (coarser: a client may get a reset it did not need, never
+ * miss a loss). */
 #define RING_MARKS_PER_SLOT 4
 #define RING_MARKS_MIN 1024
 
 /* capacity >= 1; NULL on OOM. The floor and last position start at
  * `start` (nothing published yet: resuming from `start` is fine). */
 struct ring *ring_new(size_t capacity, struct msgpos start);
+/* Bounds besides the count (0: none): bytes of everything held (messages
+ * once, with the channels' slots), seconds since publishing, and the
+ * messages each channel keeps however busy the others are (within the age
+ * and byte bounds). Before the first push. */
+void ring_set_limits(struct ring *r, size_t max_bytes, double max_age, size_t per_channel);
+
+/* Why a message left the history. */
+enum ring_cause { RING_BY_COUNT, RING_BY_BYTES, RING_BY_AGE, RING_BY_CHANNELS, RING_CAUSES };
+struct ring_stats {
+  size_t held, bytes, channels; /* distinct messages held, their bytes, channels known */
+  double oldest_age;            /* seconds; 0 when nothing is held */
+  unsigned long evicted[RING_CAUSES], evicted_bytes[RING_CAUSES];
+  unsigned long channel_clears; /* the channel table was full and started afresh */
+};
+void ring_get_stats(const struct ring *r, struct ring_stats *out);
 void ring_free(struct ring *r); /* drops every held reference */
 
 void ring_lock(struct ring *r);
@@ -39,9 +55,12 @@ struct msgpos ring_floor(const struct ring *r);
 /* The oldest held message's position; 0 when the ring is empty. */
 int ring_oldest_pos(const struct ring *r, struct msgpos *out);
 size_t ring_count(const struct ring *r);
-/* Appends m (takes a new reference); m->seq and m->pos must exceed the last
- * ones. Evicts the oldest entry when full, raising the floor to it. */
+/* Appends m (takes new references); m->seq and m->pos must exceed the last
+ * ones. Evicts the oldest entry when full (and what the other bounds say),
+ * raising the floor to it. */
 void ring_push(struct ring *r, struct message *m);
+/* Applies the age bound now (ring_push does at each push). */
+void ring_expire(struct ring *r);
 /* Messages before pos are lost (a cluster node cut off too long): raises the
  * floor (and the last position) to pos. Never lowers them. */
 void ring_raise_floor(struct ring *r, struct msgpos pos);
@@ -59,9 +78,19 @@ enum ring_resume ring_check_resume_channels(const struct ring *r, struct msgpos 
  * and losses on every channel); the start position when none. */
 struct msgpos ring_channel_mark(const struct ring *r, const char *channel);
 size_t ring_marks(const struct ring *r); /* channels with a watermark of their own */
-/* Calls fn for each held message positioned after `after` with
+/* Calls fn for each message of the ring positioned after `after` with
  * seq <= upto, oldest first. */
 void ring_each_range(struct ring *r, struct msgpos after, uint64_t upto,
                      void (*fn)(struct message *m, void *arg), void *arg);
+/* The same for a client on these channels: first what only their
+ * histories still hold (each message once), then the ring's range (fn
+ * filters by channel). */
+void ring_each_for(struct ring *r, struct msgpos after, uint64_t upto,
+                   const char *const *channels, size_t n,
+                   void (*fn)(struct message *m, void *arg), void *arg);
+/* Calls fn for channel's held messages positioned after `after`, oldest
+ * first, at most limit; returns how many. */
+size_t ring_channel_history(struct ring *r, const char *channel, struct msgpos after,
+                            size_t limit, void (*fn)(struct message *m, void *arg), void *arg);
 
 #endif

@@ -48,6 +48,8 @@ struct worker_stats {
   atomic_ulong request_timeouts, connections_refused;
   /* stream requests shed, by reason */
   atomic_ulong shed[SHED_REASONS];
+  /* tinysse.reset sent, by reason: too_old, unknown, gap */
+  atomic_ulong resets_by[3];
   /* 1 while the worker writes streams in io_uring batches (uring.c) */
   atomic_ulong io_uring;
   /* publish-to-write latency: one observation per message per worker, taken

@@ -2,6 +2,7 @@
 -- matching messages, no gap or duplicate at the seam, and tinysse.reset
 -- when the id is too old or unknown.
 local T = require "support"
+local socket = require "socket"
 
 local function publish_n(g, n, targets, from)
   local ids = {}
@@ -81,15 +82,31 @@ describe("replay", function()
     publish_n(g, 1, { "user:q1" }, 2)
     assert.are.same({ 2 }, seqs(s:drain(0.4)))
     s:close()
-    -- a client whose own channel lost a message still gets the reset
+    -- a client whose own channel lost a message (more than --buffer and
+    -- --channel-history sent to it since its id) still gets the reset
     local seen = publish_n(g, 1, { "user:q2" }, 1)
-    publish_n(g, 1, { "user:q2" }, 2) -- pushed out by what follows
-    publish_n(g, 60, { "role:busy" }, 100)
+    publish_n(g, 30, { "user:q2" }, 2)
     local r = g:stream("/events?token=q2:rq", { ["Last-Event-ID"] = seen[1] })
     local ev = r:message(2)
     assert.are.equal("tinysse.reset", ev.event)
     assert.are.equal("too_old", ev.json.reason)
     r:close()
+  end)
+
+  it("keeps a quiet channel's last messages through 2,000 busy ones and replays them", function()
+    local before = publish_n(g, 1, { "user:q3" }, 1)
+    publish_n(g, 1, { "user:q3" }, 2)
+    local busy = {}
+    for i = 1, 500 do busy[i] = { targets = { "role:busy" }, data = { n = 1000 + i } } end
+    for _ = 1, 4 do
+      local st, _, body = g:publish(busy)
+      assert.are.equal(200, st, body)
+    end
+    local s = g:stream("/events?token=q3:rq", { ["Last-Event-ID"] = before[1] })
+    assert.are.same({ 2 }, seqs(s:drain(0.4)))
+    s:close()
+    assert.is_true(g:metric("tinysse_history_messages") >= 21)
+    assert.is_true(g:metric('tinysse_history_evictions_total{cause="count"}') >= 1900)
   end)
 
   it("sends tinysse.reset for an unknown or malformed id", function()
@@ -164,5 +181,41 @@ describe("replay across a restart", function()
     assert.are.equal("unknown", ev.json.reason)
     s:close()
     g2:stop()
+  end)
+end)
+
+describe("replay history bounds", function()
+  it("evicts by bytes and by age as documented", function()
+    local g = T.start({ args = { "--buffer", "1000", "--buffer-bytes", "8192", "--buffer-age", "1",
+                                 "--channel-history", "4" } })
+    finally(function() g:stop() end)
+    local pad = ("x"):rep(500)
+    local ids = {}
+    for i = 1, 30 do
+      local st, _, body, j = g:publish({ targets = { "user:b1" }, handler_id = 1, data = { n = i, pad = pad } })
+      assert.are.equal(200, st, body)
+      ids[i] = j.id
+    end
+    -- 30 messages of ~650 bytes do not fit in 8 KiB: the oldest left
+    assert.is_true(g:metric("tinysse_history_bytes") <= 8192)
+    assert.is_true(g:metric('tinysse_history_evictions_total{cause="bytes"}') >= 15)
+    local s = g:stream("/events?token=b1:rb", { ["Last-Event-ID"] = ids[1] })
+    local ev = s:message(2)
+    assert.are.equal("tinysse.reset", ev.event)
+    s:close()
+    local recent = g:stream("/events?token=b1:rb", { ["Last-Event-ID"] = ids[28] })
+    assert.are.same({ 29, 30 }, seqs(recent:drain(0.4)))
+    recent:close()
+    -- a second later everything is past --buffer-age: nothing is replayed,
+    -- and a client that missed those messages is told
+    socket.sleep(1.3)
+    local late = g:stream("/events?token=b1:rb", { ["Last-Event-ID"] = ids[28] })
+    local lev = late:message(2)
+    assert.are.equal("tinysse.reset", lev.event)
+    assert.are.equal("too_old", lev.json.reason)
+    late:close()
+    assert.is_true(g:metric('tinysse_history_evictions_total{cause="age"}') >= 2)
+    assert.are.equal(0, g:metric("tinysse_history_messages"))
+    assert.is_true(g:metric('tinysse_replay_resets_total{reason="too_old"}') >= 2)
   end)
 end)
