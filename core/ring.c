@@ -26,7 +26,7 @@ struct ring {
   pthread_mutex_t lock;
   size_t cap, head, count; /* head: index of the oldest entry */
   uint64_t last_seq;
-  struct msgpos last_pos, floor;
+  struct msgpos last_pos, floor, start;
   struct message **slots;
   /* bounds beyond the count: 0 means none */
   size_t max_bytes, keep;
@@ -58,7 +58,7 @@ struct ring *ring_new(size_t capacity, struct msgpos start)
   if (!r->slots)
     goto err;
   r->cap = capacity;
-  r->last_pos = r->floor = r->marks_floor = start;
+  r->last_pos = r->floor = r->marks_floor = r->start = start;
   r->nchans_max = RING_MARKS_PER_SLOT * capacity + RING_MARKS_MIN;
   pthread_mutex_init(&r->lock, NULL);
   return r;
@@ -335,6 +335,13 @@ struct msgpos ring_channel_mark(const struct ring *r, const char *channel)
   if (c && msgpos_cmp(c->mark, r->marks_floor) > 0)
     return c->mark;
   return r->marks_floor;
+}
+
+int ring_channel_lost(const struct ring *r, const char *channel, struct msgpos after)
+{
+  if (msgpos_cmp(after, r->start) < 0)
+    after = r->start; /* nothing is positioned before the start */
+  return msgpos_cmp(ring_channel_mark(r, channel), after) > 0;
 }
 
 void ring_push(struct ring *r, struct message *m)

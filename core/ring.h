@@ -78,6 +78,8 @@ enum ring_resume ring_check_resume_channels(const struct ring *r, struct msgpos 
  * and losses on every channel); the start position when none. */
 struct msgpos ring_channel_mark(const struct ring *r, const char *channel);
 size_t ring_marks(const struct ring *r); /* channels with a watermark of their own */
+/* Did channel lose a message positioned after `after`? */
+int ring_channel_lost(const struct ring *r, const char *channel, struct msgpos after);
 /* Calls fn for each message of the ring positioned after `after` with
  * seq <= upto, oldest first. */
 void ring_each_range(struct ring *r, struct msgpos after, uint64_t upto,

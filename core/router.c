@@ -5,6 +5,7 @@
 
 #include "endpoints.h"
 #include "front.h"
+#include "history_api.h"
 #include "publish.h"
 #include "request.h"
 #include "status.h"
@@ -24,6 +25,7 @@ static const struct route {
     {"/healthz", M(REQ_GET) | M(REQ_HEAD), "GET, HEAD", endpoint_healthz},
     {"/metrics", M(REQ_GET) | M(REQ_HEAD), "GET, HEAD", endpoint_metrics},
     {"/channels", M(REQ_GET) | M(REQ_HEAD), "GET, HEAD", endpoint_channels},
+    {"/history", M(REQ_GET) | M(REQ_HEAD), "GET, HEAD", history_api_request},
     {"/status", M(REQ_GET) | M(REQ_HEAD), "GET, HEAD", status_page},
     {"/status/token", M(REQ_POST), "POST", status_token_request},
     {"/status/events", M(REQ_GET), "GET", status_stream_request},

@@ -135,12 +135,58 @@ static int hook_verdict(struct request *r, const char *hook, int rc, const char 
   }
 }
 
+int stream_identify(struct request *r, struct req_view *v, struct script_result *who,
+                    struct script_result *where)
+{
+  struct front *f = r->f;
+  const char *token = stream_token(r, v);
+  if (!token || !*token) {
+    STAT_ADD(f->stats->auth_rejected, 1);
+    reply_error(r, 401, "auth", "a token is required: ?token=... or Authorization: Bearer ...%s",
+                f->gw->cfg->token_cookie ? " or the token cookie" : "");
+    return -1;
+  }
+  if (!script_has(worker_script(f->w), HOOK_VALIDATE_TOKEN)) {
+    STAT_ADD(f->stats->auth_rejected, 1);
+    reply_error(r, 401, "auth", "this gateway's script accepts no tokens (no validate_token hook)");
+    return -1;
+  }
+  struct token_args ta = {token, &v->sr};
+  int rc = request_hook(r, HOOK_VALIDATE_TOKEN, start_validate_token, &ta, who);
+  if (hook_verdict(r, "validate_token", rc, who->why, v->peer) != 0)
+    return -1;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  if (who->expires_at > 0 && who->expires_at <= (double)ts.tv_sec + (double)ts.tv_nsec / 1e9) {
+    STAT_ADD(f->stats->auth_rejected, 1);
+    reply_error(r, 401, "auth", "token expired");
+    return -1;
+  }
+  if (script_has(worker_script(f->w), HOOK_CHANNELS)) {
+    struct channels_args ca = {who->user_id, who->role, &v->sr};
+    rc = request_hook(r, HOOK_CHANNELS, start_channels, &ca, where);
+    if (rc == SCRIPT_PENDING) {
+      /* validate_token's result is needed again when the handler reruns */
+      request_hook_keep(r, HOOK_VALIDATE_TOKEN, who);
+      return -1;
+    }
+    if (rc != SCRIPT_OK) {
+      reply_error(r, 500, "script", "channels failed: %s", where->why);
+      return -1;
+    }
+  } else {
+    where->channels = default_channels(who->user_id, who->role, &where->nchannels);
+  }
+  return 0;
+}
+
 void stream_request(struct request *r)
 {
   struct front *f = r->f;
   struct req_view v;
   struct client_params p = {0};
   struct script_result who = {0}, where = {0};
+  int rc;
 
   req_view_init(&v, r, 0);
   if (worker_stopping(f->w)) {
@@ -157,53 +203,13 @@ void stream_request(struct request *r)
     stream_shed(r, SHED_MAX_CLIENTS);
     goto done;
   }
-  const char *token = stream_token(r, &v);
-  if (!token || !*token) {
-    STAT_ADD(f->stats->auth_rejected, 1);
-    reply_error(r, 401, "auth", "a token is required: ?token=... or Authorization: Bearer ...%s",
-                f->gw->cfg->token_cookie ? " or the token cookie" : "");
+  if (stream_identify(r, &v, &who, &where) != 0)
     goto done;
-  }
-  if (!script_has(worker_script(f->w), HOOK_VALIDATE_TOKEN)) {
-    STAT_ADD(f->stats->auth_rejected, 1);
-    reply_error(r, 401, "auth", "this gateway's script accepts no tokens (no validate_token hook)");
-    goto done;
-  }
-  struct token_args ta = {token, &v.sr};
-  int rc = request_hook(r, HOOK_VALIDATE_TOKEN, start_validate_token, &ta, &who);
-  if (hook_verdict(r, "validate_token", rc, who.why, v.peer) != 0)
-    goto done;
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  if (who.expires_at > 0 && who.expires_at <= (double)ts.tv_sec + (double)ts.tv_nsec / 1e9) {
-    STAT_ADD(f->stats->auth_rejected, 1);
-    reply_error(r, 401, "auth", "token expired");
-    goto done;
-  }
   p.user_id = who.user_id;
   p.role = who.role;
   p.expires_at = who.expires_at;
-
-  if (script_has(worker_script(f->w), HOOK_CHANNELS)) {
-    struct channels_args ca = {who.user_id, who.role, &v.sr};
-    rc = request_hook(r, HOOK_CHANNELS, start_channels, &ca, &where);
-    if (rc != SCRIPT_OK && rc != SCRIPT_PENDING) {
-      reply_error(r, 500, "script", "channels failed: %s", where.why);
-      goto done;
-    }
-    if (rc == SCRIPT_PENDING) {
-      /* validate_token's result is needed again when the handler reruns */
-      request_hook_keep(r, HOOK_VALIDATE_TOKEN, &who);
-      goto done;
-    }
-    p.channels = where.channels;
-    p.nchannels = where.nchannels;
-  } else if (!(p.channels = where.channels = default_channels(who.user_id, who.role, &p.nchannels))) {
-    reply_error(r, 500, "internal", "out of memory");
-    goto done;
-  } else {
-    where.nchannels = p.nchannels;
-  }
+  p.channels = where.channels;
+  p.nchannels = where.nchannels;
 
   p.resume_id = r->ops->header(r, "Last-Event-ID");
   if (!p.resume_id || !*p.resume_id)
