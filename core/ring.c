@@ -135,12 +135,19 @@ static struct chan *chan_find(const struct ring *r, const char *name)
   return c->name ? c : NULL;
 }
 
+/* Is m in the ring (not only in channel histories)? The ring holds a
+ * suffix of the stream. */
+static int in_ring(const struct ring *r, const struct message *m)
+{
+  return r->count && msgpos_cmp(m->pos, r->slots[r->head]->pos) >= 0;
+}
+
 static void chan_drop(struct ring *r, struct chan *c, enum ring_cause cause)
 {
   raise_pos(&r->marks_floor, c->mark);
   for (uint32_t i = 0; i < c->n; i++) {
     struct message *m = c->hist[(c->head + i) % r->keep];
-    if (msgpos_cmp(m->pos, r->floor) <= 0) /* in no other place: lost to it */
+    if (!in_ring(r, m)) /* in no other place: lost to it */
       raise_pos(&r->marks_floor, m->pos);
     let_go(r, m, cause);
   }
@@ -230,7 +237,7 @@ static void drop_chan_head(struct ring *r, struct chan *c, enum ring_cause cause
   struct message *m = c->hist[c->head];
   c->head = (c->head + 1) % (uint32_t)r->keep;
   c->n--;
-  if (msgpos_cmp(m->pos, r->floor) <= 0) /* not in the ring either: lost to c */
+  if (!in_ring(r, m)) /* not in the ring either: lost to c */
     raise_pos(&c->mark, m->pos);
   let_go(r, m, cause);
 }
@@ -433,7 +440,7 @@ void ring_each_for(struct ring *r, struct msgpos after, uint64_t upto,
     const struct chan *c = chan_find(r, channels[i]);
     for (uint32_t j = 0; c && j < c->n; j++) {
       struct message *m = c->hist[(c->head + j) % r->keep];
-      if (msgpos_cmp(m->pos, after) > 0 && msgpos_cmp(m->pos, r->floor) <= 0 && m->seq <= upto)
+      if (msgpos_cmp(m->pos, after) > 0 && !in_ring(r, m) && m->seq <= upto)
         older[k++] = m;
     }
   }
@@ -453,7 +460,7 @@ size_t ring_channel_history(struct ring *r, const char *channel, struct msgpos a
   const struct chan *c = chan_find(r, channel);
   for (uint32_t j = 0; c && j < c->n && sent < limit; j++) {
     struct message *m = c->hist[(c->head + j) % r->keep];
-    if (msgpos_cmp(m->pos, after) > 0 && msgpos_cmp(m->pos, r->floor) <= 0) {
+    if (msgpos_cmp(m->pos, after) > 0 && !in_ring(r, m)) {
       fn(m, arg);
       sent++;
     }

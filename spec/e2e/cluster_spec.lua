@@ -14,7 +14,8 @@ local function node(opts)
   opts = opts or {}
   local g = support.start({
     args = { "--redis", opts.url or redis:url(), "--redis-key", opts.key,
-             "--buffer", tostring(opts.buffer or 100), "--heartbeat", "1" },
+             "--buffer", tostring(opts.buffer or 100), "--heartbeat", "1",
+             "--channel-history", tostring(opts.channel_history or 16) },
     wait = opts.wait,
   })
   nodes[#nodes + 1] = g
@@ -175,7 +176,9 @@ describe("cluster mode", function()
 
   it("answers tinysse.reset when the resume id fell out of the retained window", function()
     local key = new_key()
-    local a, b = node({ key = key, buffer = 3 }), node({ key = key, buffer = 3 })
+    -- no channel history: the ring's window alone
+    local a, b = node({ key = key, buffer = 3, channel_history = 0 }),
+                 node({ key = key, buffer = 3, channel_history = 0 })
     local ids = publish_range(a, 1, 10)
     -- Redis keeps --buffer entries, like each node
     wait_until("the stream to be trimmed", function() return redis:cli("XLEN", key) == "3" end)
