@@ -6,7 +6,6 @@
 local T = require "support"
 local socket = require "socket"
 local cjson = require "cjson"
-local tinysse = require "tinysse"
 local J = dofile(T.root .. "/spec/jose_support.lua")
 
 describe("tinysse.jwks with a URL", function()
@@ -15,7 +14,7 @@ describe("tinysse.jwks with a URL", function()
     local c = { sub = claims and claims.sub or ("user-" .. kid), iss = "https://idp.example",
                 aud = "tinysse", exp = os.time() + 600 }
     for k, v in pairs(claims or {}) do c[k] = v end
-    return tinysse.jwt_sign(c, J.read(dir .. "/" .. name .. ".pem"), { alg = alg, kid = kid })
+    return J.sign(c, dir .. "/" .. name .. ".pem", alg, kid)
   end
   local function publish_keys(list)
     local keys = {}
@@ -70,7 +69,7 @@ describe("tinysse.jwks with a URL", function()
     assert.are.same({ 401, "bad_signature" }, { status(forged) })
     assert.are.same({ 401, "bad_issuer" }, { status(token("rsa1", "RS256", "k1", { iss = "https://evil" })) })
     assert.are.same({ 401, "bad_audience" }, { status(token("rsa1", "RS256", "k1", { aud = "other" })) })
-    local hs = tinysse.jwt_sign({ sub = "x", iss = "https://idp.example", aud = "tinysse" }, "secret")
+    local hs = J.sign({ sub = "x", iss = "https://idp.example", aud = "tinysse" }, "secret", "HS256")
     local st, why = status(hs)
     assert.are.equal(401, st)
     assert.truthy(why == "alg_not_allowed" or why == "unsupported_alg", why)
