@@ -11,6 +11,7 @@
 #include "log.h"
 #include "ring.h"
 #include "sse.h"
+#include "subs.h"
 
 /* Under the ring lock: frame it, keep it, hand it to every worker. */
 static int append(struct gateway *gw, struct msgpos pos, const char *id, const struct pub_item *it,
@@ -159,4 +160,66 @@ int broker_set_floor(struct gateway *gw, struct msgpos floor, int reset_clients)
   message_unref(m);
   wake_all(gw);
   return 0;
+}
+
+/* The change as a message: "u<user>" or "c<client>", "+add"..., "-del"...;
+ * the optional tinysse.subscribed frame is built here, once. */
+static struct message *subs_message(const struct gateway *gw, const struct subs_change *c)
+{
+  size_t n = 1 + c->nadd + c->ndel;
+  char **t = calloc(n, sizeof(char *));
+  struct message *m = NULL;
+  struct frame *f = NULL;
+  int ok = t != NULL;
+  for (size_t i = 0; ok && i < n; i++) {
+    const char *s = i == 0 ? (c->user ? c->user : c->client) : i <= c->nadd ? c->add[i - 1] : c->del[i - 1 - c->nadd];
+    char kind = i == 0 ? (c->user ? 'u' : 'c') : i <= c->nadd ? '+' : '-';
+    size_t len = strlen(s);
+    if ((t[i] = malloc(len + 2))) {
+      t[i][0] = kind;
+      memcpy(t[i] + 1, s, len + 1);
+    }
+    ok = t[i] != NULL;
+  }
+  if (ok && gw->cfg->subscribed_event) {
+    char head[96];
+    snprintf(head, sizeof(head), "{\"type\":\"subscribed\",\"subscribed\":%zu,\"unsubscribed\":%zu,\"data\":",
+             c->nadd, c->ndel);
+    size_t hl = strlen(head), dl = c->data ? c->data_len : 4;
+    char *json = malloc(hl + dl + 2);
+    if (json) {
+      memcpy(json, head, hl);
+      memcpy(json + hl, c->data ? c->data : "null", dl);
+      memcpy(json + hl + dl, "}", 2);
+      f = sse_frame_event(NULL, "tinysse.subscribed", json);
+      free(json);
+    }
+    ok = f != NULL;
+  }
+  if (ok && (m = message_new(0, (const char *const *)t, n, f)))
+    m->kind = MESSAGE_SUBS;
+  else
+    frame_unref(f);
+  for (size_t i = 0; t && i < n; i++)
+    free(t[i]);
+  free(t);
+  return m;
+}
+
+int broker_subscribe(struct gateway *gw, const struct subs_change *c, int record)
+{
+  struct message *m = subs_message(gw, c);
+  if (!m)
+    return SUBS_NOMEM;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ring_lock(gw->ring);
+  int rc = record ? subs_record(gw->subs, c, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9, 0) : SUBS_OK;
+  for (int i = 0; rc == SUBS_OK && i < gw->nsinks; i++)
+    gw->sinks[i].push(gw->sinks[i].arg, m);
+  ring_unlock(gw->ring);
+  message_unref(m);
+  if (rc == SUBS_OK)
+    wake_all(gw);
+  return rc;
 }

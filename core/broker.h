@@ -44,4 +44,11 @@ size_t broker_ingest(struct gateway *gw, const struct msgpos *pos, const struct 
  * sends its clients tinysse.reset (reason "gap"). 0, or -1 out of memory. */
 int broker_set_floor(struct gateway *gw, struct msgpos floor, int reset_clients);
 
+/* A subscription change (subs.h), in order with publishes: with record,
+ * kept in the store first (single node; the cluster follower), then handed
+ * to every worker, which changes its matching streams. SUBS_OK, or a
+ * SUBS_* error when the store refused it (then nothing happened). */
+struct subs_change;
+int broker_subscribe(struct gateway *gw, const struct subs_change *c, int record);
+
 #endif

@@ -30,6 +30,8 @@
 #include "sse.h"
 #include "alloc.h"
 #include "shared.h"
+#include "subs.h"
+#include "validate.h"
 
 static void clients_reap_later(struct clients *cs, struct client *c);
 
@@ -40,9 +42,10 @@ static double now_cached(struct clients *cs)
   return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
-static void script_view(const struct client *c, struct script_client *v)
+static void script_view(const struct client *c, struct script_client *v, char id[CLIENT_ID_MAX])
 {
-  v->id = c->id;
+  client_id(c, id);
+  v->id = id;
   v->user_id = c->user_id;
   v->role = c->role;
   v->channels = (const char *const *)c->channels;
@@ -193,10 +196,18 @@ int client_open(struct clients *cs, struct client_params *p)
   c->ev = event_new(cs->base, -1, 0, client_on_io, c); /* assigned to the socket below */
   if (!c->ev)
     goto err;
-  snprintf(c->id, sizeof(c->id), "%d-%llu", cs->index, (unsigned long long)++cs->next_client_id);
 
-  /* Everything published so far is fanned out before this client joins. */
+  /* Everything published so far is fanned out before this client joins;
+   * then the user's server-side subscriptions join its channels (a change
+   * recorded after this look is in the inbox, and reaches the client once
+   * it is in the directory below). */
   cs->drain(cs->arg);
+  if (!p->internal && p->user_id) {
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    subs_merge(gw->subs, p->user_id, (double)rt.tv_sec + (double)rt.tv_nsec / 1e9, &p->channels,
+               &p->nchannels, STREAM_MAX_CHANNELS);
+  }
   c->sub = hub_subscribe(cs->hub, c, (const char *const *)p->channels, p->nchannels);
   if (!c->sub)
     goto err;
@@ -209,10 +220,12 @@ int client_open(struct clients *cs, struct client_params *p)
   }
   c->peer = hub_subscribe(gw->peers, c, &peer, 1);
   c->internal = p->internal;
+  c->user_id = p->user_id; /* the directory reads it; p still owns it until below */
   if (!c->internal)
     c->presence = hub_subscribe(gw->presence, c, (const char *const *)p->channels, p->nchannels);
+  int listed = !c->internal && client_dir_add(c) == 0;
   pthread_mutex_unlock(&gw->presence_lock);
-  if ((!c->presence && !c->internal) || !c->peer)
+  if ((!c->presence && !c->internal) || !c->peer || (!listed && !c->internal))
     goto err;
   if (p->expires_at > 0) {
     c->expiry = evtimer_new(cs->base, on_expiry, c);
@@ -283,14 +296,15 @@ int client_open(struct clients *cs, struct client_params *p)
   }
   if (!c->internal && script_has(cs->script, HOOK_ON_CONNECT)) {
     struct script_client v;
-    script_view(c, &v);
+    char id[CLIENT_ID_MAX];
+    script_view(c, &v, id);
     script_on_connect(cs->script, &v);
   }
   client_flush_one(c); /* headers and replay go out now */
   return 0;
 err:
   if (c) {
-    if (c->user_id || c->channels) { /* taken over just before the transport failed */
+    if (c->channels) { /* taken over just before the transport failed */
       p->user_id = c->user_id;
       p->role = c->role;
       p->channels = c->channels;
@@ -300,6 +314,7 @@ err:
     pthread_mutex_lock(&gw->presence_lock);
     hub_unsubscribe(gw->presence, c->presence);
     hub_unsubscribe(gw->peers, c->peer);
+    client_dir_del(c);
     pthread_mutex_unlock(&gw->presence_lock);
     if (c->expiry)
       event_free(c->expiry);
@@ -364,16 +379,18 @@ void client_free(struct client *c)
   if (c->next)
     c->next->prev = c->prev;
   hub_unsubscribe(cs->hub, c->sub);
+  char id[CLIENT_ID_MAX];
+  client_id(c, id);
   pthread_mutex_lock(&gw->presence_lock);
   hub_unsubscribe(gw->presence, c->presence);
   hub_unsubscribe(gw->peers, c->peer);
+  client_dir_del(c);
   pthread_mutex_unlock(&gw->presence_lock);
   if (!c->internal && script_has(cs->script, HOOK_ON_DISCONNECT)) {
-    struct script_client v;
-    script_view(c, &v);
+    struct script_client v = {id, c->user_id, c->role, (const char *const *)c->channels, c->nchannels};
     script_on_disconnect(cs->script, &v, c->reason ? c->reason : "closed");
   }
-  log_event(LOG_DEBUG, "stream_closed", "client=%s reason=%s", c->id, c->reason);
+  log_event(LOG_DEBUG, "stream_closed", "client=%s reason=%s", id, c->reason);
   if (c->expiry)
     event_free(c->expiry);
   event_free(c->ev);

@@ -39,7 +39,6 @@ struct clients {
   struct uring *uring;        /* batches the sends of a flush slice; NULL: writev */
   uint64_t last_seq;          /* the last message fanned out here */
   struct msgpos last_pos;     /* and its position (its id) */
-  uint64_t next_client_id;
   struct client **reap;       /* streams to free after the current pass */
   size_t nreap, reap_cap;
   /* publish times of messages routed since the FIFO was last empty, for
@@ -106,6 +105,20 @@ struct client_params {
   const struct stream_io_ops *io;
   void *io_arg;
 };
+
+/* A connection id: "<worker>-<number>", with "<node>." before it in
+ * cluster mode. */
+#define CLIENT_ID_MAX 40
+void client_id(const struct client *c, char out[CLIENT_ID_MAX]);
+
+/* Server-side subscriptions (client_subs.c). The stream directory of a
+ * gateway: by user id and by connection id, across workers. */
+struct client_dir *client_dir_new(int nworkers);
+void client_dir_free(struct client_dir *d);
+/* Open streams a change names, on this node (takes presence_lock). */
+size_t client_dir_count(struct gateway *gw, const char *user, const char *client);
+/* On a worker: applies a MESSAGE_SUBS message to its streams. */
+void clients_subscription(struct clients *cs, const struct message *m);
 
 /* Opens a stream. 0 on success (the client now owns the socket and p's
  * strings); -1 out of memory, -2 too many clients, -3 too many from this

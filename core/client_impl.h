@@ -35,8 +35,15 @@ struct client {
   int dirty;   /* has output queued since its last flush */
   int in_list; /* on the worker's FIFO of clients to flush */
   struct client *dirty_next;
-  char id[24];
+  struct client *user_next; /* the next stream of the same user (client_subs.c) */
+  uint64_t num;             /* the connection id's number: (opens << 20) | slot */
 };
+
+/* The stream directory (client_subs.c), with gw->presence_lock held: adds
+ * c (its user and its connection id: c->num is set); 0, or -1 when out of
+ * memory or past CLIENT_DIR_SLOTS streams on one worker. And removes it. */
+int client_dir_add(struct client *c);
+void client_dir_del(struct client *c);
 
 /* The stream's event: EOF from the peer, and writability while stuck. */
 void client_on_io(evutil_socket_t fd, short what, void *arg);

@@ -22,25 +22,7 @@
 #include "ring.h"
 #include "sse.h"
 #include "redis_link.h"
-
-#define FOLLOW_BLOCK_MS 1000 /* XREAD BLOCK: well inside the link's 5 s watchdog */
-#define FOLLOW_COUNT 1000    /* entries per XREAD */
-
-struct cluster {
-  struct gateway *gw;
-  struct redis_url url;
-  const char *key;
-  char maxlen[24]; /* --buffer: Redis keeps as many messages as each node */
-  size_t cap;
-  /* the follower: worker 0's thread only */
-  struct redis_link *follow;
-  struct msgpos last; /* the newest id read */
-  int synced;
-  /* read from any thread */
-  struct redis_link_stats links;
-  atomic_int ready;
-  atomic_ulong entries_read, bad_entries, gaps, publish_refused, publish_failed;
-};
+#include "cluster_impl.h"
 
 /* ---- reading the stream ---- */
 
@@ -65,7 +47,7 @@ static void entries_clear(struct entries *e)
   e->n = 0;
 }
 
-static const redisReply *field(const redisReply *fields, const char *name)
+const redisReply *cluster_field(const redisReply *fields, const char *name)
 {
   for (size_t i = 0; i + 1 < fields->elements; i += 2) {
     const redisReply *k = fields->element[i];
@@ -85,7 +67,7 @@ static const redisReply *entry_ids(const redisReply *entry, struct msgpos *id, i
       entry->element[0]->type != REDIS_REPLY_STRING || entry->element[1]->type != REDIS_REPLY_ARRAY ||
       message_id_parse(entry->element[0]->str, &id->ms, &id->seq) != 0)
     return NULL;
-  const redisReply *p = field(entry->element[1], "p");
+  const redisReply *p = cluster_field(entry->element[1], "p");
   *has_prev = p && message_id_parse(p->str, &prev->ms, &prev->seq) == 0;
   return entry->element[1];
 }
@@ -95,8 +77,8 @@ static const redisReply *entry_ids(const redisReply *entry, struct msgpos *id, i
 static const char *parse_fields(struct entries *e, const redisReply *fields)
 {
   size_t k = e->n;
-  const redisReply *d = field(fields, "d"), *t = field(fields, "t"), *h = field(fields, "h"),
-                   *ev = field(fields, "e");
+  const redisReply *d = cluster_field(fields, "d"), *t = cluster_field(fields, "t"), *h = cluster_field(fields, "h"),
+                   *ev = cluster_field(fields, "e");
   struct pub_item *it = &e->items[k];
   memset(it, 0, sizeof(*it));
   if (!d || !t || t->len == 0)
@@ -177,7 +159,16 @@ static int consume(struct cluster *cl, const redisReply *list, int reverse, enum
       }
       broker_set_floor(cl->gw, prev, kind == MESSAGE_LIVE);
     }
-    if (fields) {
+    if (fields && has_prev && cluster_subs_is_entry(fields)) {
+      /* a subscription change: after the messages before it, before those after */
+      cl->last = id;
+      flush_entries(cl, &e, kind);
+      bad = cluster_subs_entry(cl, fields, e.why, sizeof(e.why));
+      if (!bad) {
+        atomic_fetch_add(&cl->entries_read, 1);
+        continue;
+      }
+    } else if (fields) {
       cl->last = id;
       e.pos[e.n] = id;
       bad = has_prev ? parse_fields(&e, fields) : "field p (previous id) is missing";
@@ -267,23 +258,31 @@ static void follow_read(struct cluster *cl)
     redis_link_drop(l, "cannot send XREAD");
 }
 
-/* The follower is (back) up: the first time it loads what Redis holds;
- * after a disconnection it simply reads on from the last id it saw (the
- * chain check in consume() notices anything it can no longer get). */
-static void follow_up(struct redis_link *l, void *arg)
+/* At start, what Redis holds becomes the replay backlog. */
+static void load_backlog(struct cluster *cl)
 {
-  struct cluster *cl = arg;
-  if (cl->synced) {
-    log_event(LOG_INFO, "redis_catching_up", "key=%s", cl->key);
-    follow_read(cl);
-    return;
-  }
+  struct redis_link *l = cl->follow;
   char count[24];
   snprintf(count, sizeof(count), "%zu", cl->cap);
   const char *argv[] = {"XREVRANGE", cl->key, "+", "-", "COUNT", count};
   redis_link_awaiting(l);
   if (redisAsyncCommandArgv(redis_link_ctx(l), on_backlog, cl, 6, argv, NULL) != REDIS_OK)
     redis_link_drop(l, "cannot send XREVRANGE");
+}
+
+/* The follower is (back) up: the first time it loads what Redis holds;
+ * after a disconnection it simply reads on from the last id it saw (the
+ * chain check in consume() notices anything it can no longer get). */
+static void follow_up(struct redis_link *l, void *arg)
+{
+  (void)l;
+  struct cluster *cl = arg;
+  if (cl->synced) {
+    log_event(LOG_INFO, "redis_catching_up", "key=%s", cl->key);
+    follow_read(cl);
+    return;
+  }
+  cluster_subs_load(cl, load_backlog); /* the kept subscriptions, then the backlog */
 }
 
 /* ---- publishing ---- */
@@ -293,10 +292,10 @@ static void follow_up(struct redis_link *l, void *arg)
  * tell exactly whether they missed anything. With an idempotency key
  * (KEYS[2]) the same step checks it first, and records the digest and the
  * ids for the window: a repeat gets the recorded ids and appends nothing,
- * wherever it lands in the cluster. ARGV: maxlen, digest, window ms, then
+ * wherever it lands in the cluster. ARGV: bounds, digest, window ms, then
  * per message data, targets, handler_id, event ("" for none).
  * Answer: {"new"|"repeat", id...}, {"conflict"}, or {"error", why, id...}. */
-static const char PUBLISH_SCRIPT[] =
+static const char PUBLISH_SCRIPT[] = CLUSTER_TRIM_LUA
     "if KEYS[2] then\n"
     "  local rec = redis.call('GET', KEYS[2])\n"
     "  if rec then\n"
@@ -316,10 +315,10 @@ static const char PUBLISH_SCRIPT[] =
     "for b = 4, #ARGV, 4 do\n"
     "  local r\n"
     "  if ARGV[b + 3] ~= '' then\n"
-    "    r = redis.pcall('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'p', p, 'd', ARGV[b], "
+    "    r = redis.pcall('XADD', KEYS[1], 'MAXLEN', maxlen, '*', 'p', p, 'd', ARGV[b], "
     "'t', ARGV[b + 1], 'h', ARGV[b + 2], 'e', ARGV[b + 3])\n"
     "  else\n"
-    "    r = redis.pcall('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'p', p, 'd', ARGV[b], "
+    "    r = redis.pcall('XADD', KEYS[1], 'MAXLEN', maxlen, '*', 'p', p, 'd', ARGV[b], "
     "'t', ARGV[b + 1], 'h', ARGV[b + 2])\n"
     "  end\n"
     "  if type(r) == 'table' and r.err then\n"
@@ -333,6 +332,7 @@ static const char PUBLISH_SCRIPT[] =
     "if KEYS[2] then\n"
     "  redis.call('SET', KEYS[2], ARGV[2] .. ' ' .. table.concat(ids, ' ', 2), 'PX', ARGV[3])\n"
     "end\n"
+    "trim()\n"
     "return ids\n";
 
 struct pub_ctx {
@@ -408,7 +408,7 @@ int cluster_publish(struct cluster *cl, struct redis_link *l, const struct pub_i
              cl->url.host, cl->url.port);
     return -1;
   }
-  /* EVAL script numkeys stream [idem] maxlen digest window (data targets handler event)* */
+  /* EVAL script numkeys stream [idem] bounds digest window (data targets handler event)* */
   size_t argc = 9 + 4 * n;
   const char **argv = calloc(argc, sizeof(*argv));
   size_t *lens = calloc(argc, sizeof(*lens));
@@ -426,7 +426,7 @@ int cluster_publish(struct cluster *cl, struct redis_link *l, const struct pub_i
       snprintf(idem_key, sizeof(idem_key), "%s:idem:%s", cl->key, once->key);
       argv[a++] = idem_key;
     }
-    argv[a++] = cl->maxlen;
+    argv[a++] = cl->bounds;
     argv[a++] = once ? once->digest : "-";
     snprintf(window, sizeof(window), "%ld", (long)(cl->gw->cfg->idem_window * 1000));
     argv[a++] = window;
@@ -497,7 +497,7 @@ struct cluster *cluster_new(struct gateway *gw, char *err, size_t errlen)
   cl->gw = gw;
   cl->key = gw->cfg->redis_key;
   cl->cap = (size_t)gw->cfg->buffer;
-  snprintf(cl->maxlen, sizeof(cl->maxlen), "%zu", cl->cap);
+  snprintf(cl->bounds, sizeof(cl->bounds), "%zu:%.0f", cl->cap, gw->cfg->buffer_age * 1000);
   return cl;
 }
 

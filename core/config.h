@@ -59,6 +59,11 @@ struct config {
   /* tinysse.http call-outs, per worker; the token cookie of stream requests */
   _Atomic long callout_concurrency, callout_queue, callout_max_body;
   _Atomic(const char *) callout_ca_file, token_cookie;
+  /* server-side subscriptions: how long and how many users' added
+   * channels are kept; whether streams are told of a change */
+  _Atomic double subscription_ttl;
+  _Atomic long subscription_users;
+  _Atomic int subscribed_event;
   _Atomic int check, help, version, access_log, no_io_uring;
   _Atomic int man; /* --man: the man page, in roff (hidden from --help) */
   int publish_key_generated;

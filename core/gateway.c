@@ -12,6 +12,7 @@
 #include <openssl/rand.h>
 
 #include "alloc.h"
+#include "client.h"
 #include "cluster.h"
 #include "history.h"
 #include "hub.h"
@@ -20,6 +21,8 @@
 #include "log.h"
 #include "publisher.h"
 #include "ring.h"
+#include "subs.h"
+#include "subscriptions.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -85,6 +88,36 @@ static int host_publish(void *ud, const char *const *targets, size_t ntargets, c
   return status == 200 || status == PUBLISH_PENDING ? 0 : -1;
 }
 
+static void script_subscribed(void *arg, const struct subs_outcome *o)
+{
+  (void)arg;
+  char q[400];
+  if (o->status != 200)
+    log_event(LOG_ERROR, "script_subscribe_failed", "status=%d reason=%s", o->status,
+              log_quote(q, sizeof(q), o->message));
+}
+
+static long host_subscribe(void *ud, const char *user, const char *client, const char *const *add,
+                           size_t nadd, const char *const *del, size_t ndel, const char *data,
+                           size_t data_len, char *err, size_t errcap)
+{
+  struct gateway *gw = ud;
+  struct worker *w = worker_current();
+  if (!w) {
+    snprintf(err, errcap, "not available while the script loads");
+    return -1;
+  }
+  struct subs_change c = {user, client, add, nadd, del, ndel, data, data_len};
+  struct subs_outcome o;
+  int status = subscriptions_send(gw, worker_link(w), &c, script_subscribed, NULL, &o);
+  if (status == SUBS_PENDING)
+    return -2;
+  if (status == 200)
+    return (long)o.streams;
+  snprintf(err, errcap, "%s", o.message);
+  return -1;
+}
+
 static long host_count(void *ud, const char *channel)
 {
   struct gateway *gw = ud;
@@ -142,8 +175,22 @@ int gateway_init(struct gateway *gw, struct config *cfg, const struct worker_fro
   gw->history = xmalloc(sizeof(*gw->history));
   history_init(gw->history);
   gw->jwks = jwks_cache_new();
-  gw->module_host =
-      (struct tinysse_module_host){gw, host_log, host_publish, host_count, gw->secret, host_jwks};
+  gw->subs = subs_new((size_t)cfg->subscription_users, cfg->subscription_ttl);
+  gw->dir = client_dir_new((int)cfg->workers);
+  if (!gw->subs || !gw->dir)
+    alloc_failed(0);
+  if (gw->cluster) { /* connection ids name their node: a change by id finds one stream */
+    unsigned char tag[3];
+    RAND_bytes(tag, sizeof(tag));
+    snprintf(gw->node, sizeof(gw->node), "%02x%02x%02x", tag[0], tag[1], tag[2]);
+  }
+  gw->module_host = (struct tinysse_module_host){.ud = gw,
+                                                 .log = host_log,
+                                                 .publish = host_publish,
+                                                 .subscribe = host_subscribe,
+                                                 .count = host_count,
+                                                 .instance_secret = gw->secret,
+                                                 .jwks_fetch = host_jwks};
   gw->nworkers = (int)cfg->workers;
   gw->workers = xcalloc((size_t)gw->nworkers, sizeof(*gw->workers));
   if (!gw->ring || !gw->presence || !gw->peers || !gw->conn_peers)
@@ -174,6 +221,8 @@ void gateway_teardown(struct gateway *gw)
     history_destroy(gw->history);
     free(gw->history);
   }
+  subs_free(gw->subs);
+  client_dir_free(gw->dir);
   hub_free(gw->presence);
   hub_free(gw->peers);
   hub_free(gw->conn_peers);

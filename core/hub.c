@@ -33,7 +33,7 @@ struct hub {
   size_t nbuckets, nchannels;
 };
 
-static uint64_t hash_str(const char *s)
+uint64_t hub_hash(const char *s)
 {
   uint64_t h = 1469598103934665603ULL; /* FNV-1a */
   for (; *s; s++) {
@@ -104,7 +104,7 @@ static void grow(struct hub *h)
 
 static struct channel *get_or_add(struct hub *h, const char *name)
 {
-  uint64_t hash = hash_str(name);
+  uint64_t hash = hub_hash(name);
   struct channel *c = find(h, name, hash);
   if (c)
     return c;
@@ -205,7 +205,7 @@ size_t hub_route(struct hub *h, const struct message *m,
 {
   size_t calls = 0;
   for (uint32_t t = 0; t < m->ntargets; t++) {
-    struct channel *c = find(h, m->targets[t], hash_str(m->targets[t]));
+    struct channel *c = find(h, m->targets[t], hub_hash(m->targets[t]));
     if (!c)
       continue;
     for (size_t i = 0; i < c->n; i++) {
@@ -233,7 +233,7 @@ size_t hub_channel_count(const struct hub *h) { return h->nchannels; }
 
 size_t hub_subscribers(const struct hub *h, const char *ch)
 {
-  struct channel *c = find(h, ch, hash_str(ch));
+  struct channel *c = find(h, ch, hub_hash(ch));
   return c ? c->n : 0;
 }
 

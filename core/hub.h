@@ -11,6 +11,9 @@ struct hub;
 struct hub_sub;
 struct message;
 
+/* The string hash the gateway's tables use (FNV-1a). */
+uint64_t hub_hash(const char *s);
+
 struct hub *hub_new(void);
 void hub_free(struct hub *h); /* subscriptions must be gone already */
 

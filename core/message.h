@@ -40,6 +40,10 @@ enum message_kind {
   MESSAGE_BACKLOG, /* read at a cluster node's start: replay only, never live */
   MESSAGE_GAP,     /* no frame: what came before pos is lost to this node;
                       every client gets tinysse.reset */
+  MESSAGE_SUBS,    /* a subscription change (subs.h), never in history:
+                      targets[0] is "u<user>" or "c<connection id>", then
+                      "+<channel>" to join, "-<channel>" to leave; frame:
+                      the tinysse.subscribed event, or NULL */
 };
 
 struct message {

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <stddef.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 
@@ -11,6 +12,7 @@
 #include "jwks_cache.h"
 #include "shared.h"
 #include "ring.h"
+#include "subs.h"
 #include "worker.h"
 
 static void head(struct evbuffer *out, const char *name, const char *type, const char *help)
@@ -109,6 +111,14 @@ void metrics_render(struct gateway *gw, struct evbuffer *out)
   summed(out, gw, "tinysse_request_timeouts_total", "counter", "Requests answered 408: not complete within --request-timeout.", WS(request_timeouts));
   summed(out, gw, "tinysse_io_uring_workers", "gauge", "Workers writing streams in io_uring batches (the others write one writev per stream).", WS(io_uring));
   summed(out, gw, "tinysse_connections_refused_total", "counter", "Connections over --max-connections (shed or answered 503 once their request is read, or closed at accept when too many are) or over --max-connections-per-peer (503).", WS(connections_refused));
+  summed(out, gw, "tinysse_subscription_changes_total", "counter", "Streams whose channels a server-side subscription changed.", WS(subs_changed));
+  summed(out, gw, "tinysse_subscription_channels_dropped_total", "counter", "Channels a server-side subscription could not add: the stream had 256 already.", WS(subs_dropped));
+  size_t kept_users, kept_channels;
+  struct timespec rt;
+  clock_gettime(CLOCK_REALTIME, &rt);
+  subs_counts(gw->subs, (double)rt.tv_sec + (double)rt.tv_nsec / 1e9, &kept_users, &kept_channels);
+  scalar(out, "tinysse_subscription_users", "gauge", "Users whose server-side subscriptions are kept (see --subscription-users).", kept_users);
+  scalar(out, "tinysse_subscription_channels", "gauge", "Channels kept for those users, in all.", kept_channels);
   head(out, "tinysse_shed_total", "counter", "Stream requests refused for capacity or readiness with tinysse.busy and a jittered retry (EventSource retries).");
   for (int r = 0; r < SHED_REASONS; r++)
     evbuffer_add_printf(out, "tinysse_shed_total{reason=\"%s\"} %lu\n", shed_reason_names[r],

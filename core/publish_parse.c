@@ -164,9 +164,7 @@ static int parse_item(struct pub_batch *b, size_t i, struct json_object *o, cons
   return 0;
 }
 
-/* Parses len bytes as exactly one JSON value into *out (NULL for `null`).
- * 0, or -1 with msg. */
-static int parse_whole(const char *s, size_t len, struct json_object **out, char *msg, size_t msglen)
+int json_parse_whole(const char *s, size_t len, struct json_object **out, char *msg, size_t msglen)
 {
   struct json_tokener *tok = json_tokener_new_ex(64);
   struct json_object *o = NULL;
@@ -213,7 +211,7 @@ struct pub_batch *publish_parse_json(const char *body, size_t len, char *field, 
   struct pub_batch *b = NULL;
   field[0] = '\0';
   struct json_object *root;
-  if (parse_whole(body, len, &root, msg, msglen) != 0)
+  if (json_parse_whole(body, len, &root, msg, msglen) != 0)
     return NULL;
   if (json_object_is_type(root, json_type_array)) {
     size_t n = json_object_array_length(root);
@@ -303,7 +301,7 @@ struct pub_batch *publish_parse_raw(const char *targets, const char *handler_id,
       goto oom;
   }
   snprintf(field, fieldlen, "data");
-  if (parse_whole(body, len, &check, msg, msglen) != 0)
+  if (json_parse_whole(body, len, &check, msg, msglen) != 0)
     goto bad;
   /* Embedded as sent, without the whitespace around it. */
   while (len && (body[len - 1] == ' ' || body[len - 1] == '\n' || body[len - 1] == '\r' ||

@@ -11,6 +11,11 @@
 #include "validate.h"
 
 struct pub_batch;
+struct json_object;
+
+/* Parses len bytes as exactly one JSON value into *out (NULL for `null`).
+ * 0, or -1 with msg. */
+int json_parse_whole(const char *s, size_t len, struct json_object **out, char *msg, size_t msglen);
 
 /* On success a batch (free with pub_batch_free); on failure NULL with a
  * message and the offending field ("" when it is the whole body). */

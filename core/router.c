@@ -6,6 +6,7 @@
 #include "endpoints.h"
 #include "front.h"
 #include "history_api.h"
+#include "subscriptions.h"
 #include "publish.h"
 #include "request.h"
 #include "status.h"
@@ -26,6 +27,7 @@ static const struct route {
     {"/metrics", M(REQ_GET) | M(REQ_HEAD), "GET, HEAD", endpoint_metrics},
     {"/channels", M(REQ_GET) | M(REQ_HEAD), "GET, HEAD", endpoint_channels},
     {"/history", M(REQ_GET) | M(REQ_HEAD), "GET, HEAD", history_api_request},
+    {"/subscriptions", M(REQ_POST), "POST", subscriptions_request},
     {"/status", M(REQ_GET) | M(REQ_HEAD), "GET, HEAD", status_page},
     {"/status/token", M(REQ_POST), "POST", status_token_request},
     {"/status/events", M(REQ_GET), "GET", status_stream_request},

@@ -52,6 +52,9 @@ struct worker_stats {
   atomic_ulong resets_by[3];
   /* 1 while the worker writes streams in io_uring batches (uring.c) */
   atomic_ulong io_uring;
+  /* server-side subscriptions: streams changed; channels not joined
+   * because the stream had STREAM_MAX_CHANNELS already */
+  atomic_ulong subs_changed, subs_dropped;
   /* publish-to-write latency: one observation per message per worker, taken
    * when the fan-out pass that wrote it ends (bounds: metrics.c) */
   atomic_ulong write_latency_buckets[10], write_latency_count;
@@ -89,6 +92,12 @@ struct gateway {
   struct tls *tls; /* --tls-cert's server context, NULL without TLS */
   struct history *history; /* the status page's last 10 minutes */
   struct jwks_cache *jwks; /* key sets from tinysse.jwks URLs, shared by every worker */
+  /* server-side subscriptions: what each user was subscribed to (subs.h),
+   * and the index of open streams by user and by connection id
+   * (client_subs.c; under presence_lock) */
+  struct subs *subs;
+  struct client_dir *dir;
+  char node[8]; /* cluster mode: this node's tag in connection ids */
 };
 
 /* Where the broker hands messages: push queues m (taking a reference)

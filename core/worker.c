@@ -124,6 +124,10 @@ static void clients_reap(struct clients *cs)
 
 static void clients_route(struct clients *cs, const struct message *m)
 {
+  if (m->kind == MESSAGE_SUBS) { /* not a position in the stream */
+    clients_subscription(cs, m);
+    return;
+  }
   cs->last_pos = m->pos;
   if (m->kind == MESSAGE_GAP) {
     for (struct client *c = cs->clients; c; c = client_next(c))

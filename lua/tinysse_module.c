@@ -325,6 +325,76 @@ static int l_count(lua_State *L)
   return 1;
 }
 
+/* Channel names from a string or an array of strings, as a userdata-held
+ * array (alive while it is on the stack); raises on other types. */
+static const char **channel_list(lua_State *L, int idx, size_t *n, const char *fn)
+{
+  const char **v;
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    v = lua_newuserdatauv(L, sizeof(*v), 0);
+    v[0] = lua_tostring(L, idx);
+    *n = 1;
+    return v;
+  }
+  if (lua_type(L, idx) != LUA_TTABLE)
+    luaL_error(L, "tinysse.%s: channels must be a string or an array of strings", fn);
+  *n = lua_rawlen(L, idx);
+  v = lua_newuserdatauv(L, (*n ? *n : 1) * sizeof(*v), 0);
+  for (size_t i = 0; i < *n; i++) {
+    lua_rawgeti(L, idx, (lua_Integer)i + 1);
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "tinysse.%s: channels must be a string or an array of strings", fn);
+    v[i] = lua_tostring(L, -1); /* kept alive by the table */
+    lua_pop(L, 1);
+  }
+  return v;
+}
+
+/* subscribe|unsubscribe(target, channels [, data]): target is a user id, or
+ * {user = id} or {client = connection id}. Returns the streams changed on
+ * this node, or nil in cluster mode (Redis answers later; a failure is
+ * logged). */
+static int subscription(lua_State *L, int leave)
+{
+  struct module_state *st = state_of(L);
+  const char *fn = leave ? "unsubscribe" : "subscribe", *user = NULL, *client = NULL;
+  const char *data = NULL;
+  size_t n = 0, dlen = 0;
+  char err[300];
+  lua_settop(L, 3); /* what is pushed below comes after the arguments */
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    user = lua_tostring(L, 1);
+  } else if (lua_type(L, 1) == LUA_TTABLE) {
+    lua_getfield(L, 1, "user");
+    lua_getfield(L, 1, "client");
+    user = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    client = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  }
+  if (!user == !client)
+    return luaL_error(L, "tinysse.%s: the target is a user id, {user = id} or {client = connection id}", fn);
+  const char **names = channel_list(L, 2, &n, fn);
+  if (!lua_isnoneornil(L, 3)) {
+    lua_pushvalue(L, 3);
+    cjson_call(L, "encode", 0);
+    data = lua_tolstring(L, -1, &dlen);
+  }
+  if (!st->host.subscribe)
+    return luaL_error(L, "tinysse.%s is only available inside the gateway", fn);
+  err[0] = '\0';
+  long r = st->host.subscribe(st->host.ud, user, client, leave ? NULL : names, leave ? 0 : n,
+                              leave ? names : NULL, leave ? n : 0, data, dlen, err, sizeof(err));
+  if (r == -1)
+    return luaL_error(L, "tinysse.%s: %s", fn, err[0] ? err : "failed");
+  if (r < 0)
+    lua_pushnil(L);
+  else
+    lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
+static int l_subscribe(lua_State *L) { return subscription(L, 0); }
+static int l_unsubscribe(lua_State *L) { return subscription(L, 1); }
+
 static const luaL_Reg module_functions[] = {
     {"hmac_sha256", l_hmac_sha256},
     {"hex", l_hex},
@@ -338,6 +408,8 @@ static const luaL_Reg module_functions[] = {
     {"log", l_log},
     {"publish", l_publish},
     {"count", l_count},
+    {"subscribe", l_subscribe},
+    {"unsubscribe", l_unsubscribe},
     {NULL, NULL},
 };
 

@@ -24,6 +24,14 @@ struct tinysse_module_host {
   int (*publish)(void *ud, const char *const *targets, size_t ntargets,
                  const char *data_json, size_t data_len, int handler_id, const char *event,
                  const char *key, char *id_out, size_t id_cap, char *err, size_t err_cap);
+  /* Server-side subscriptions: adds and removes channels of user's streams
+   * (or of the stream with connection id client), data being JSON for the
+   * tinysse.subscribed event (NULL: none). The streams changed on this
+   * node (>= 0), -2 when Redis answers later (cluster mode), or -1 with a
+   * reason in err. */
+  long (*subscribe)(void *ud, const char *user, const char *client, const char *const *add,
+                    size_t nadd, const char *const *del, size_t ndel, const char *data,
+                    size_t data_len, char *err, size_t err_cap);
   /* Subscribers of channel across the gateway (all workers). */
   long (*count)(void *ud, const char *channel);
   /* A 32-byte secret made once per process, the same for every Lua state. */

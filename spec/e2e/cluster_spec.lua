@@ -15,7 +15,8 @@ local function node(opts)
   local g = support.start({
     args = { "--redis", opts.url or redis:url(), "--redis-key", opts.key,
              "--buffer", tostring(opts.buffer or 100), "--heartbeat", "1",
-             "--channel-history", tostring(opts.channel_history or 16) },
+             "--channel-history", tostring(opts.channel_history or 16),
+             "--buffer-age", tostring(opts.buffer_age or 3600) },
     wait = opts.wait,
   })
   nodes[#nodes + 1] = g
@@ -200,6 +201,16 @@ describe("cluster mode", function()
     -- an id from the future is not waited for
     local bogus = a:stream(STREAM, { ["Last-Event-ID"] = "99999999999999-0" })
     assert.equal("unknown", bogus:message(WAIT).json.reason)
+  end)
+
+  it("Redis keeps messages for --buffer-age at most, as each node does", function()
+    local key = new_key()
+    local a = node({ key = key, buffer = 100, buffer_age = 1 })
+    publish_range(a, 1, 5)
+    assert.equal("5", redis:cli("XLEN", key))
+    support.sleep(1.3)
+    publish_range(a, 6, 6) -- each append trims what is past the age
+    assert.equal("1", redis:cli("XLEN", key))
   end)
 
   it("keeps streams open while Redis is down, refuses publishes with 503, and catches up", function()
