@@ -211,10 +211,11 @@ static void change_one(struct client *c, const struct subs_change *ch, struct fr
   free(c->channels);
   c->channels = next;
   c->nchannels = n;
-  if (changed)
+  if (changed) {
     STAT_ADD(cs->stats->subs_changed, 1);
-  if (event)
-    client_enqueue(c, event);
+    if (event)
+      client_enqueue(c, event);
+  }
 }
 
 void clients_subscription(struct clients *cs, const struct message *m)

@@ -158,6 +158,7 @@ static int consume(struct cluster *cl, const redisReply *list, int reverse, enum
         log_event(LOG_WARN, "redis_gap", "key=%s last_read=%s missed_up_to=%s clients=reset", cl->key, a, b);
       }
       broker_set_floor(cl->gw, prev, kind == MESSAGE_LIVE);
+      cl->subs_stale = kind == MESSAGE_LIVE; /* changes may be among what was missed */
     }
     if (fields && has_prev && cluster_subs_is_entry(fields)) {
       /* a subscription change: after the messages before it, before those after */
@@ -238,6 +239,11 @@ static void on_read(redisAsyncContext *ac, void *r, void *priv)
       redis_link_drop(l, "out of memory");
       return;
     }
+  }
+  if (cl->subs_stale) { /* after a gap: the kept subscriptions afresh, then on */
+    cl->subs_stale = 0;
+    cluster_subs_load(cl, follow_read);
+    return;
   }
   follow_read(cl);
 }

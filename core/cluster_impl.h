@@ -27,6 +27,7 @@ struct cluster {
   struct redis_link *follow;
   struct msgpos last; /* the newest id read */
   int synced;
+  int subs_stale; /* a gap: reload the kept subscriptions */
   /* read from any thread */
   struct redis_link_stats links;
   atomic_int ready;
@@ -55,8 +56,8 @@ const redisReply *cluster_field(const redisReply *fields, const char *name);
 int cluster_subs_is_entry(const redisReply *fields);
 /* Applies it (the store, then every worker): NULL, or why it is refused. */
 const char *cluster_subs_entry(struct cluster *cl, const redisReply *fields, char *why, size_t whylen);
-/* At the follower's first start: loads the subscriptions Redis keeps
- * into this node's store, then calls then(cl). */
+/* At the follower's first start, and after a gap: loads the subscriptions
+ * Redis keeps into this node's store (replacing it), then calls then(cl). */
 void cluster_subs_load(struct cluster *cl, void (*then)(struct cluster *cl));
 
 #endif

@@ -253,6 +253,7 @@ static void on_loaded(redisAsyncContext *ac, void *r, void *priv)
     return;
   }
   size_t users = 0;
+  subs_clear(cl->gw->subs);
   for (size_t i = 0; i + 1 < reply->elements; i += 2) {
     const redisReply *k = reply->element[i], *v = reply->element[i + 1];
     char *copy = k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING ? strdup(v->str) : NULL;

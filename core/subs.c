@@ -3,6 +3,7 @@
  * arithmetic a stream's change uses. */
 #include "subs.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -101,7 +102,8 @@ static void grow(struct subs *s)
   s->nbuckets = nb;
 }
 
-/* Drops every expired user (when the store is full, before refusing). */
+/* Drops every user expired at now (when the store is full, before
+ * refusing; all of them with now = +inf). */
 static void sweep(struct subs *s, double now)
 {
   for (size_t i = 0; i < s->nbuckets; i++)
@@ -156,6 +158,13 @@ static void free_list(char **v, size_t n)
   for (size_t i = 0; v && i < n; i++)
     free(v[i]);
   free(v);
+}
+
+void subs_clear(struct subs *s)
+{
+  pthread_mutex_lock(&s->lock);
+  sweep(s, HUGE_VAL);
+  pthread_mutex_unlock(&s->lock);
 }
 
 int subs_record(struct subs *s, const struct subs_change *c, double now, int check_only)

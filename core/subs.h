@@ -66,6 +66,8 @@ int subs_record(struct subs *s, const struct subs_change *c, double now, int che
  * Unix time expires; n == 0 forgets the user. */
 int subs_set(struct subs *s, const char *user, const char *const *channels, size_t n,
              double expires);
+/* Forgets every user (before a cluster node loads Redis's copy). */
+void subs_clear(struct subs *s);
 /* Appends the channels kept for user (copies) to *list (of *n, malloc'd),
  * skipping those already there and stopping at max in all; returns how
  * many were added. */

@@ -1,6 +1,7 @@
 /* Unit tests of the browser client's C, compiled for the host: ids and
  * dedup, the envelope parser (whole, every truncation, malformed), backoff
- * bounds and growth, and the connection state machine (shedding included).
+ * bounds and growth, and the connection state machine (shedding and tab
+ * sharing included).
  * Exits 1 on failure. */
 #include <stdio.h>
 #include <string.h>
@@ -436,6 +437,41 @@ static void test_close(void)
   CHECK(tsc_on_close(&c) != 0 && tsc_on_token(&c, 1) == 0);
 }
 
+/* Tab sharing: a follower is fed the leader's messages and resets (same
+ * checks and dedup), and can take the stream over from its own last id. */
+static void test_share(void)
+{
+  const uint32_t lead = TSC_DO_CANCEL | TSC_DO_CLOSE | TSC_DO_STATE | TSC_DO_TIMER | TSC_DO_TOKEN;
+  struct tsc c;
+  tsc_init(&c, 1000, 30000, 5000, 7);
+  CHECK(tsc_on_follow(&c) == (TSC_DO_CANCEL | TSC_DO_CLOSE) && tsc_state(&c) == TSC_OPEN);
+  CHECK(msg(&c, "8-1") == TSC_DO_DELIVER && msg(&c, "8-1") == 0 && msg(&c, "8-3") == TSC_DO_DELIVER);
+  CHECK(msg(&c, "8-2") == 0 && last_is(&c, "8-3"));
+  CHECK(tsc_on_message(&c, "{}", 2) == TSC_DO_ERROR && tsc_error_type(&c) == TSC_ERR_PARSE);
+  CHECK(tsc_on_reset(&c, "9-0", 3) == TSC_DO_RESET && last_is(&c, "9-0"));
+  CHECK(tsc_on_timer(&c) == 0); /* no timer while following */
+  /* Leading: a token, then a stream; the replay from an earlier id is deduped. */
+  CHECK(tsc_on_lead(&c) == lead && tsc_state(&c) == TSC_CONNECTING && tsc_delay(&c) == 5000);
+  CHECK(tsc_on_message(&c, "x", 1) == 0); /* no stream before the token */
+  CHECK(tsc_on_token(&c, 1) == TSC_DO_OPEN && tsc_on_open(&c) == (TSC_DO_CANCEL | TSC_DO_STATE));
+  CHECK(msg(&c, "9-0") == 0 && msg(&c, "9-1") == TSC_DO_DELIVER);
+  /* Back to following (the tab froze), and leading again with the same last id. */
+  CHECK(tsc_on_follow(&c) == (TSC_DO_CANCEL | TSC_DO_CLOSE) && tsc_state(&c) == TSC_OPEN);
+  CHECK(msg(&c, "9-1") == 0 && last_is(&c, "9-1"));
+  CHECK(tsc_on_lead(&c) == lead);
+  /* A leader that failed a lot starts its backoff afresh after following. */
+  for (int i = 0; i < 5; i++) {
+    CHECK(tsc_on_token(&c, 0) & TSC_DO_ERROR);
+    CHECK(tsc_on_timer(&c) & TSC_DO_TOKEN);
+  }
+  CHECK(tsc_on_follow(&c) != 0 && tsc_on_lead(&c) == lead);
+  CHECK(tsc_on_token(&c, 0) & TSC_DO_TIMER);
+  CHECK(tsc_delay(&c) <= 1000);
+  /* Closed: neither. */
+  CHECK(tsc_on_close(&c) != 0 && tsc_on_follow(&c) == 0 && tsc_on_lead(&c) == 0);
+  CHECK(tsc_state(&c) == TSC_CLOSED);
+}
+
 int main(void)
 {
   test_ids();
@@ -448,6 +484,7 @@ int main(void)
   test_auth_paths();
   test_busy();
   test_close();
+  test_share();
   if (failures) {
     fprintf(stderr, "test_client: %d check(s) failed\n", failures);
     return 1;

@@ -57,7 +57,7 @@ export interface TinySSEOptions<T = any> {
   onError?: (err: TinySSEError) => void;
   /** The gateway could not resume from the last id: refetch your state. */
   onReset?: (reset: TinySSEReset) => void;
-  /** Every change of connection state. */
+  /** Every change of connection state (a sharing follower: its leader's). */
   onState?: (state: TinySSEState) => void;
   /** Backoff base in ms. Default 1000. */
   retryInterval?: number;
@@ -69,12 +69,31 @@ export interface TinySSEOptions<T = any> {
   events?: string[];
   /** EventSource withCredentials, for a gateway on another origin (see --cors-origin). */
   withCredentials?: boolean;
+  /**
+   * Tab sharing: the tabs (and connections) of this origin with the same share
+   * name elect one leader (Web Locks) that holds the only stream and passes
+   * every message, reset and error to the others (BroadcastChannel), each tab
+   * with its own once-and-in-order check. `true` is the origin's default name;
+   * use a name per user/endpoint/events when tabs differ in them (the
+   * leader's token, endpoint and events decide what the stream carries). Only
+   * the leader calls tokenProvider. When the leader closes or is frozen,
+   * another tab takes over and resumes from the earliest last id of the tabs.
+   * Without Web Locks or BroadcastChannel (or outside a secure context): one
+   * stream per tab, silently. Default: off.
+   */
+  share?: boolean | string;
 }
 
 export interface TinySSEConnection {
-  /** Stops everything: the EventSource, timers, and every further callback. */
+  /**
+   * Stops everything: the EventSource, timers, and every further callback.
+   * A sharing leader also lets go of its lock, so another tab takes over.
+   */
   close(): void;
+  /** This connection's state; a sharing follower shows its leader's ("connecting" until it hears from one). */
   readonly state: TinySSEState;
+  /** Whether this connection holds the stream: always when not sharing (until close()), the elected tab when sharing. */
+  readonly leader: boolean;
   /** The last id delivered (or taken from a reset); "" before any. */
   readonly lastEventId: string;
 }

@@ -509,6 +509,23 @@ uint32_t tsc_on_close(struct tsc *c)
   return TSC_DO_CANCEL | TSC_DO_CLOSE | TSC_DO_STATE;
 }
 
+uint32_t tsc_on_follow(struct tsc *c)
+{
+  if (c->state == TSC_CLOSED)
+    return 0;
+  c->state = TSC_OPEN;
+  c->failures = 0;
+  return TSC_DO_CANCEL | TSC_DO_CLOSE;
+}
+
+uint32_t tsc_on_lead(struct tsc *c)
+{
+  if (c->state == TSC_CLOSED)
+    return 0;
+  c->failures = 0;
+  return TSC_DO_CANCEL | TSC_DO_CLOSE | begin_connecting(c, 1);
+}
+
 enum tsc_state tsc_state(const struct tsc *c)
 {
   return c->state;

@@ -107,6 +107,14 @@ uint32_t tsc_on_auth(struct tsc *c);
 uint32_t tsc_on_busy(struct tsc *c, uint32_t retry_ms);
 uint32_t tsc_on_timer(struct tsc *c);
 uint32_t tsc_on_close(struct tsc *c);
+/* Tab sharing (tinysse.js, share): another tab holds the stream and feeds
+ * this one its messages and resets, which count as on an open stream (the
+ * same envelope check, last id and dedup); no stream, timer or token here.
+ * The state becomes TSC_OPEN without TSC_DO_STATE: the caller shows the
+ * leader's state instead. */
+uint32_t tsc_on_follow(struct tsc *c);
+/* This tab takes the stream over: a new token, then a stream. */
+uint32_t tsc_on_lead(struct tsc *c);
 
 enum tsc_state tsc_state(const struct tsc *c);
 uint32_t tsc_delay(const struct tsc *c);

@@ -51,6 +51,8 @@ EXPORT("auth") uint32_t auth(void) { return tsc_on_auth(&client); }
 EXPORT("busy") uint32_t busy(uint32_t retry_ms) { return tsc_on_busy(&client, retry_ms); }
 EXPORT("timer") uint32_t timer(void) { return tsc_on_timer(&client); }
 EXPORT("close") uint32_t close(void) { return tsc_on_close(&client); }
+EXPORT("follow") uint32_t follow(void) { return tsc_on_follow(&client); }
+EXPORT("lead") uint32_t lead(void) { return tsc_on_lead(&client); }
 
 EXPORT("state") uint32_t state(void) { return tsc_state(&client); }
 EXPORT("delay") uint32_t delay(void) { return tsc_delay(&client); }

@@ -171,6 +171,39 @@ describe("POST /subscriptions", function()
     assert.are.same(want, got)
   end)
 
+  it("joins and leaves while another publisher is busy: the stream sees one unbroken run of its messages", function()
+    local H = require "h2_support"
+    local s = open(g, "uq:r")
+    finally(function() s:close() end)
+    datas(s)
+    -- a publisher in the background: 1..N to room:q as fast as curl goes
+    local N = T.valgrind and 150 or 400
+    local script = string.format(
+      "for i in $(seq 1 %d); do curl -s -o /dev/null -H 'Authorization: Bearer %s' " ..
+      "-H 'Content-Type: application/json' -d \"{\\\"targets\\\":[\\\"room:q\\\"],\\\"data\\\":$i}\" " ..
+      "http://127.0.0.1:%d/publish; done", N, T.publish_key, g.port)
+    local bg = H.background(g.dir, { "sh", "-c", script }, 120)
+    finally(function() bg:stop() end)
+    -- join once the publisher is under way, leave while it still is
+    local function published() return tonumber(g:metric("tinysse_messages_published_total")) or 0 end
+    local base = published()
+    T.wait_until("the publisher to start", function() return published() >= base + 20 end, 10 * WAIT)
+    assert.are.equal(200, (subscribe(g, { user = "uq", subscribe = { "room:q" } })))
+    T.wait_until("more messages", function() return published() >= base + N // 2 end, 20 * WAIT)
+    assert.are.equal(200, (subscribe(g, { user = "uq", unsubscribe = { "room:q" } })))
+    assert.are.equal(0, bg:wait(60 * WAIT))
+    local got = {}
+    for _, ev in ipairs(s:drain(T.valgrind and 1.5 or 0.5)) do
+      if ev.json and type(ev.json.data) == "number" then got[#got + 1] = ev.json.data end
+    end
+    -- the run started after the first message and ended before the last
+    assert.is_true(#got > 0, "the stream got none of the publisher's messages")
+    assert.is_true(got[1] > 1 and got[#got] < N, "run " .. got[1] .. ".." .. got[#got])
+    for i = 2, #got do
+      assert.are.equal(got[i - 1] + 1, got[i], "a hole or a repeat after " .. got[i - 1])
+    end
+  end)
+
   it("lets hooks change streams with tinysse.subscribe / tinysse.unsubscribe", function()
     local j = open(g, "autojoin:r")
     local l = g:stream("/events?token=autoleave:r")
