@@ -173,10 +173,10 @@ void subscriptions_request(struct request *req)
   v.sr.publisher = request_is_publisher(req);
   if (request_authorize_publisher(req, &v) != 0)
     goto done;
-  if (len == 0 || json_parse_whole(v.sr.body, len, &root, msg, sizeof(msg)) != 0 ||
-      !json_object_is_type(root, json_type_object)) {
+  int parsed = len > 0 && json_parse_whole(v.sr.body, len, &root, msg, sizeof(msg)) == 0;
+  if (!parsed || !json_object_is_type(root, json_type_object)) {
     reply_field_error(req, 400, "", "%s", len == 0 ? "the body is empty; send a JSON object"
-                                          : root ? "the body must be a JSON object" : msg);
+                                          : parsed ? "the body must be a JSON object" : msg);
     goto done;
   }
   json_object_object_foreach(root, key, val) {
