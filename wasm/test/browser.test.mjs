@@ -6,100 +6,21 @@
 // (wasm_browser) or `node wasm/test/browser.test.mjs` from the top directory.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { chromium, root, SCRIPT, CHROMIUM, CHROMIUM_FLAGS, WAIT, sleep, freePort, timeLimit, Gateway as Gw }
+  from "./support.mjs";
 
-let chromium;
-try {
-  ({ chromium } = await import("playwright-core"));
-} catch {
-  console.error("browser tests: playwright-core is missing; run `npm ci` in wasm/");
-  process.exit(1);
-}
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, "../..");
-const BIN = process.env.TINYSSE_BIN || path.join(root, "build/tinysse");
-const ASSETS = process.env.TINYSSE_ASSETS || path.join(root, "build/wasm");
 const ARTIFACTS = process.env.TINYSSE_ARTIFACTS || path.join(root, "build/wasm-artifacts");
-const CHROMIUM = process.env.TINYSSE_CHROMIUM || "/usr/bin/chromium";
-const SCRIPT = path.join(here, "browser.lua");
 const KEY = "browser-test-publish-key";
-const WAIT = 15000; // the longest any single condition may take
+timeLimit("browser tests", 240000);
 
-// Nothing outlives the run, whatever happens.
-const children = new Set();
-process.on("exit", () => children.forEach((c) => c.kill("SIGKILL")));
-setTimeout(() => {
-  console.error("browser tests: overall time limit reached");
-  process.exit(1);
-}, 240000).unref();
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
-
-class Gateway {
-  constructor(port, extra = [], script = SCRIPT) {
-    this.port = port;
-    this.extra = extra;
-    this.script = script;
-    this.url = `http://127.0.0.1:${port}`;
-    this.log = "";
-  }
-
-  async start() {
-    const args = ["--listen", `127.0.0.1:${this.port}`, "--script", this.script, "--workers", "1",
-      "--publish-key", KEY, "--assets", ASSETS, "--retry", "500", "--log-level", "warn", ...this.extra];
-    const p = (this.proc = spawn(BIN, args, { stdio: ["ignore", "ignore", "pipe"] }));
-    children.add(p);
-    p.on("error", (e) => (this.log += `${e}\n`));
-    p.stderr.on("data", (d) => (this.log = (this.log + d).slice(-4000)));
-    const exited = new Promise((r) => p.on("exit", r));
-    this.exited = exited.then(() => children.delete(p));
-    for (const end = Date.now() + WAIT; Date.now() < end; await sleep(50)) {
-      if (p.exitCode !== null) break;
-      try {
-        if ((await fetch(`${this.url}/healthz`)).ok) return this;
-      } catch {}
-    }
-    throw new Error(`gateway did not start: ${this.log}`);
-  }
-
-  async stop(signal = "SIGTERM") {
-    if (!this.proc || this.proc.exitCode !== null) return;
-    this.proc.kill(signal);
-    const t = setTimeout(() => this.proc.kill("SIGKILL"), 5000);
-    await this.exited;
-    clearTimeout(t);
-  }
-
-  async publish(body, query = "") {
-    const r = await fetch(`${this.url}/publish${query}`, {
-      method: "POST",
-      headers: { Authorization: `Bearer ${KEY}` },
-      body: typeof body == "string" ? body : JSON.stringify(body),
-    });
-    const answer = await r.json();
-    assert.equal(r.status, 200, JSON.stringify(answer));
-    return answer.id;
-  }
-
-  async connections() {
-    return (await (await fetch(`${this.url}/healthz`)).json()).connections;
+// The gateway of these tests: the publish key KEY.
+class Gateway extends Gw {
+  constructor(port, extra = [], script) {
+    super(port, KEY, extra, script);
   }
 }
 
@@ -112,8 +33,7 @@ before(async () => {
     executablePath: CHROMIUM,
     headless: true,
     timeout: 60000,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
+    args: CHROMIUM_FLAGS,
   });
 });
 

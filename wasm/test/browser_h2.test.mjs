@@ -17,21 +17,9 @@ import { syncBuiltinESMExports } from "node:module";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { CHROMIUM_ARGS, makeCert } from "../../spec/browser/tls_support.mjs";
-
-let chromium;
-try {
-  ({ chromium } = await import("playwright-core"));
-} catch {
-  console.error("browser tests: playwright-core is missing; run `npm ci` in wasm/");
-  process.exit(1);
-}
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, "../..");
-// The same defaults as browser.test.mjs.
-const BIN = process.env.TINYSSE_BIN || path.join(root, "build/tinysse");
+// (support.mjs spawns through child_process's live binding: patched below)
+import { chromium, BIN } from "./support.mjs";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "tinysse-wasm-h2-"));
 process.on("exit", () => rmSync(dir, { recursive: true, force: true }));

@@ -7,100 +7,20 @@
 // `node wasm/test/share.test.mjs` from the top directory.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import net from "node:net";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { chromium, CHROMIUM, CHROMIUM_FLAGS, WAIT, sleep, freePort, until, timeLimit, Gateway as Gw }
+  from "./support.mjs";
 
-let chromium;
-try {
-  ({ chromium } = await import("playwright-core"));
-} catch {
-  console.error("browser tests: playwright-core is missing; run `npm ci` in wasm/");
-  process.exit(1);
-}
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, "../..");
-const BIN = process.env.TINYSSE_BIN || path.join(root, "build/tinysse");
-const ASSETS = process.env.TINYSSE_ASSETS || path.join(root, "build/wasm");
-const CHROMIUM = process.env.TINYSSE_CHROMIUM || "/usr/bin/chromium";
-const SCRIPT = path.join(here, "browser.lua");
 const KEY = "share-test-publish-key";
-const WAIT = 15000; // the longest any single condition may take
+timeLimit("share tests", 240000);
 
-const children = new Set();
-process.on("exit", () => children.forEach((c) => c.kill("SIGKILL")));
-setTimeout(() => {
-  console.error("share tests: overall time limit reached");
-  process.exit(1);
-}, 240000).unref();
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
-
-async function until(cond, what, ms = WAIT) {
-  for (const end = Date.now() + ms; Date.now() < end; await sleep(50)) if (await cond()) return;
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-class Gateway {
+// The gateway of these tests (killed, not stopped, at the end of each).
+class Gateway extends Gw {
   constructor(port) {
-    this.port = port;
-    this.url = `http://127.0.0.1:${port}`;
-    this.log = "";
+    super(port, KEY);
   }
 
-  async start() {
-    const args = ["--listen", `127.0.0.1:${this.port}`, "--script", SCRIPT, "--workers", "1",
-      "--publish-key", KEY, "--assets", ASSETS, "--retry", "500", "--log-level", "warn"];
-    const p = (this.proc = spawn(BIN, args, { stdio: ["ignore", "ignore", "pipe"] }));
-    children.add(p);
-    p.on("error", (e) => (this.log += `${e}\n`));
-    p.stderr.on("data", (d) => (this.log = (this.log + d).slice(-4000)));
-    this.exited = new Promise((r) => p.on("exit", r)).then(() => children.delete(p));
-    for (const end = Date.now() + WAIT; Date.now() < end; await sleep(50)) {
-      if (p.exitCode !== null) break;
-      try {
-        if ((await fetch(`${this.url}/healthz`)).ok) return this;
-      } catch {}
-    }
-    throw new Error(`gateway did not start: ${this.log}`);
-  }
-
-  async stop() {
-    if (!this.proc || this.proc.exitCode !== null) return;
-    this.proc.kill("SIGKILL");
-    await this.exited;
-  }
-
-  async publish(body) {
-    const r = await fetch(`${this.url}/publish`, {
-      method: "POST",
-      headers: { Authorization: `Bearer ${KEY}` },
-      body: JSON.stringify(body),
-    });
-    const answer = await r.json();
-    assert.equal(r.status, 200, JSON.stringify(answer));
-    return answer.id;
-  }
-
-  // The gateway's counters: open streams, streams opened, streams closed on token expiry.
-  async metrics() {
-    const text = await (await fetch(`${this.url}/metrics`)).text();
-    const sum = (name) => text.split("\n").filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
-      .reduce((n, l) => n + Number(l.split(" ").at(-1)), 0);
-    return { streams: sum("tinysse_connections"), opened: sum("tinysse_connections_total"),
-      expired: sum("tinysse_expired_total") };
+  stop() {
+    return super.stop("SIGKILL");
   }
 }
 
@@ -111,8 +31,7 @@ before(async () => {
     executablePath: CHROMIUM,
     headless: true,
     timeout: 60000,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
+    args: CHROMIUM_FLAGS,
   });
 });
 
