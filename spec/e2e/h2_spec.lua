@@ -179,6 +179,17 @@ describe("every endpoint over HTTP/2 (TLS and h2c) and HTTP/1.1 over TLS", funct
     assert.are.equal(403, r.code)
   end)
 
+  it("POST /subscriptions: 200 with the key, 400 naming the field, 401 without", function()
+    local r = across("/subscriptions", { "-H", AUTH, "--data-binary", '{"user":"nobody","subscribe":["room:h2"]}' }, exact)
+    assert.are.equal(200, r.code)
+    assert.are.equal(0, r.json.streams)
+    r = across("/subscriptions", { "-H", AUTH, "--data-binary", '{"user":"nobody","subscribe":[""]}' }, exact)
+    assert.are.equal(400, r.code)
+    assert.are.equal("subscribe", r.json.field)
+    r = across("/subscriptions", { "--data-binary", '{"user":"nobody","subscribe":["a"]}' }, exact)
+    assert.are.equal(401, r.code)
+  end)
+
   it("POST /publish: 400 naming the problem for a bad body", function()
     local r = across("/publish", { "-H", AUTH, "--data-binary", '{"targets":["all"],"data":' }, exact)
     assert.are.equal(400, r.code)

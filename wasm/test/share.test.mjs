@@ -177,7 +177,11 @@ test("the leader tab closing mid-stream: every other tab gets every message once
     // The new leader resumed from the last id it had delivered, or earlier.
     const resumed = new URL(now[0].eventsUrls[0]).searchParams.get("lastEventId");
     assert.ok(ids.indexOf(resumed) >= 40 && ids.indexOf(resumed) < 200, `resumed from ${resumed}`);
-    assert.deepEqual(await gw.metrics(), { streams: 1, opened: 2, expired: 0 });
+    // One stream open; opened: the first leader's, the new leader's, and at
+    // most one restream per remaining tab that reported being behind it.
+    const m = await gw.metrics();
+    assert.ok(m.streams == 1 && m.opened >= 2 && m.opened <= 1 + tabs.length && m.expired == 0,
+      JSON.stringify(m));
     assert.ok(closedAt, "the leader was closed mid-stream");
   }));
 
@@ -189,7 +193,7 @@ test("a new leader takes over within about a second", { timeout: 60000 }, () =>
     await leader.close();
     await until(async () => {
       const m = await gw.metrics();
-      return m.streams == 1 && m.opened == 2;
+      return m.streams == 1 && m.opened >= 2;
     }, "a new stream", 5000);
     const took = Date.now() - t0;
     console.log(`failover: new stream open ${took} ms after the leader tab closed`);
@@ -224,10 +228,13 @@ test("a frozen leader hands the stream over and catches up when it resumes", { t
       assert.deepEqual(log.errors, []);
     }
     assert.equal(await leader.evaluate(() => window.sse.leader), false, "the resumed tab follows");
-    // The new leader's stream, and one more if it restreamed for the resumed
-    // tab (which the paused page needs: what reached it while paused is lost).
+    // The new leader's stream, plus a restream for each tab found behind it
+    // (the resumed one needs it: what reached it while paused is lost; a slow
+    // gateway, as under the sanitizers, can make one more tab's answer come
+    // after the stream opened): at most one per tab, one open at the end.
     const m = await gw.metrics();
-    assert.ok(m.streams == 1 && (m.opened == 2 || m.opened == 3) && m.expired == 0, JSON.stringify(m));
+    assert.ok(m.streams == 1 && m.opened >= 2 && m.opened <= 1 + tabs.length && m.expired == 0,
+      JSON.stringify(m));
   }));
 
 test("a tab opened later gets the messages from then on, from the same stream", { timeout: 60000 }, () =>
