@@ -12,6 +12,7 @@
  * until a whole request has arrived, and is not moved by the bytes. */
 #include "conn_impl.h"
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -38,6 +39,13 @@
 #include "ptrmap.h"
 #include "request.h"
 
+static void stop_gone_watch(struct conn *c)
+{
+  if (c->gone_watch)
+    event_free(c->gone_watch);
+  c->gone_watch = NULL;
+}
+
 void conn_release(struct conn *c)
 {
   struct conns *cs = c->cs;
@@ -46,6 +54,7 @@ void conn_release(struct conn *c)
     ptrmap_del(&cs->by_evcon, c->evcon);
   if (c->deadline)
     event_free(c->deadline);
+  stop_gone_watch(c);
   if (c->watch)
     evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->watch);
   if (c->peer) {
@@ -71,7 +80,12 @@ void conn_arm(struct conn *c, double seconds)
 void conn_on_close(struct evhttp_connection *evcon, void *arg)
 {
   (void)evcon;
-  conn_release(arg);
+  struct conn *c = arg;
+  void (*gone)(void *) = c->gone;
+  void *gone_arg = c->gone_arg;
+  conn_release(c);
+  if (gone) /* evhttp has let go of the request: answering it frees it */
+    gone(gone_arg);
 }
 
 /* While closing: whatever the peer still sends is read and dropped, so the
@@ -252,6 +266,44 @@ void conns_when_answered(struct conns *cs, struct evhttp_request *req,
     c->then = fn;
   else
     evhttp_request_set_on_complete_cb(req, fn, NULL);
+}
+
+/* The socket of a connection whose request waits for a hook became
+ * readable: EOF or an error means the client left (what it sends, a
+ * pipelined request or TLS bytes, is evhttp's: then we stop looking). */
+static void on_gone_watch(evutil_socket_t fd, short what, void *arg)
+{
+  (void)what;
+  struct conn *c = arg;
+  char b;
+  ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return;
+  void (*gone)(void *) = n > 0 ? NULL : c->gone;
+  void *gone_arg = c->gone_arg;
+  stop_gone_watch(c);
+  if (gone) {
+    c->gone = NULL;
+    gone(gone_arg); /* answers the request: evhttp writes to a closed socket and lets go */
+  }
+}
+
+void conns_on_gone(struct conns *cs, struct evhttp_request *req, void (*fn)(void *arg), void *arg)
+{
+  struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+  struct conn *c = evcon ? ptrmap_get(&cs->by_evcon, evcon) : NULL;
+  if (!c)
+    return;
+  c->gone = fn;
+  c->gone_arg = arg;
+  if (!fn) {
+    stop_gone_watch(c);
+  } else if (!c->gone_watch) {
+    c->gone_watch = event_new(cs->f->base, bufferevent_getfd(c->bev), EV_READ | EV_PERSIST,
+                              on_gone_watch, c);
+    if (c->gone_watch)
+      event_add(c->gone_watch, NULL);
+  }
 }
 
 void conns_stream_kept(struct conns *cs, struct evhttp_request *req)

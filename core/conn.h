@@ -42,5 +42,8 @@ void conns_when_answered(struct conns *cs, struct evhttp_request *req,
 /* req's connection became a stream that stays in evhttp's hands (over
  * TLS): it no longer counts as a connection (the stream counts). */
 void conns_stream_kept(struct conns *cs, struct evhttp_request *req);
+/* req was kept for a hook that waits: fn(arg) when its connection closes
+ * before the answer (fn NULL: no more). Nothing when it is gone already. */
+void conns_on_gone(struct conns *cs, struct evhttp_request *req, void (*fn)(void *arg), void *arg);
 
 #endif

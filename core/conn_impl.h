@@ -47,6 +47,12 @@ struct conn {
   int counted;   /* in gw->nconns (a stream over TLS leaves it) */
   long rank;     /* connections open when it was accepted, itself included */
   void (*then)(struct evhttp_request *, void *); /* also when the answer is written */
+  /* a request kept for a hook: called if the connection closes first
+   * (evhttp does not read while a request is being answered, so
+   * gone_watch looks for the peer's EOF itself) */
+  void (*gone)(void *arg);
+  void *gone_arg;
+  struct event *gone_watch;
   struct conn *next_fresh;
   /* evhttp's bufferevent callbacks, while a PROXY header is read first */
   bufferevent_data_cb http_read;

@@ -168,9 +168,14 @@ static struct request *op_keep(struct request *r)
   return k;
 }
 
+static void op_on_gone(struct request *r, void (*fn)(void *arg), void *arg)
+{
+  conns_on_gone(r->f->conns, ev(r), fn, arg);
+}
+
 static const struct request_ops h1_ops = {op_header,    op_each_header, op_body, op_add_header,
                                           op_send,      op_send_file,   op_open_stream,
-                                          op_keep};
+                                          op_keep,      op_on_gone};
 
 static enum request_method method_of(enum evhttp_cmd_type cmd, const char **name)
 {

@@ -169,6 +169,22 @@ static int on_frame(nghttp2_session *s, const nghttp2_frame *frame, void *arg)
   return 0;
 }
 
+/* A stream closed (or its connection went): its client closes, which
+ * frees it; a kept request waiting for a hook is answered into the void,
+ * which lets it go; else it is freed now. st is not touched after. */
+static void stream_gone(struct h2stream *st)
+{
+  void (*gone)(void *) = st->gone;
+  void *gone_arg = st->gone_arg;
+  st->gone = NULL;
+  if (st->client)
+    client_close(st->client, "closed"); /* its close frees st */
+  else if (!st->kept)
+    h2_stream_free(st);
+  else if (gone)
+    gone(gone_arg);
+}
+
 static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *arg)
 {
   (void)code;
@@ -190,10 +206,7 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *arg)
     goaway(hc); /* sent by the nghttp2_session_send this runs in */
   else if (hc->nstreams == 0 && !hc->dead && !hc->idle_fired)
     arm_idle(hc);
-  if (st->client)
-    client_close(st->client, "closed"); /* its close frees st */
-  else if (!st->kept)
-    h2_stream_free(st);
+  stream_gone(st);
   return 0;
 }
 
@@ -209,10 +222,7 @@ static void conn_free(struct h2conn *hc)
     st->hc = NULL;
     st->closed = 1;
     st->prev = st->next = NULL;
-    if (st->client)
-      client_close(st->client, "closed");
-    else if (!st->kept)
-      h2_stream_free(st);
+    stream_gone(st);
   }
   if (hc->prev)
     hc->prev->next = hc->next;

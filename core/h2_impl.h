@@ -30,6 +30,9 @@ struct h2stream {
   struct outq *q;        /* its queue */
   int dispatched, answered, closed, eof, deferred;
   int kept; /* holds: a kept request, or the handler running */
+  /* a kept request waiting for a hook: called if the stream closes first */
+  void (*gone)(void *arg);
+  void *gone_arg;
   int status;
 };
 

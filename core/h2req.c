@@ -298,9 +298,18 @@ static struct request *op_keep(struct request *r)
   return k;
 }
 
+static void op_on_gone(struct request *r, void (*fn)(void *arg), void *arg)
+{
+  struct h2stream *st = st_of(r);
+  if (!st->closed) {
+    st->gone = fn;
+    st->gone_arg = arg;
+  }
+}
+
 static const struct request_ops h2_ops = {op_header,    op_each_header, op_body, op_add_header,
                                           op_send,      op_send_file,   op_open_stream,
-                                          op_keep};
+                                          op_keep,      op_on_gone};
 
 static enum request_method method_of(const char *m)
 {

@@ -111,6 +111,7 @@ void metrics_render(struct gateway *gw, struct evbuffer *out)
   summed(out, gw, "tinysse_request_timeouts_total", "counter", "Requests answered 408: not complete within --request-timeout.", WS(request_timeouts));
   summed(out, gw, "tinysse_io_uring_workers", "gauge", "Workers writing streams in io_uring batches (the others write one writev per stream).", WS(io_uring));
   summed(out, gw, "tinysse_connections_refused_total", "counter", "Connections over --max-connections (shed or answered 503 once their request is read, or closed at accept when too many are) or over --max-connections-per-peer (503).", WS(connections_refused));
+  summed(out, gw, "tinysse_hook_waits_abandoned_total", "counter", "Hook calls dropped, with their call-outs, because the client went away while they waited.", WS(hook_waits_abandoned));
   summed(out, gw, "tinysse_subscription_changes_total", "counter", "Streams whose channels a server-side subscription changed.", WS(subs_changed));
   summed(out, gw, "tinysse_subscription_channels_dropped_total", "counter", "Channels a server-side subscription could not add: the stream had 256 already.", WS(subs_dropped));
   size_t kept_users, kept_channels;

@@ -62,9 +62,22 @@ static void hook_ended(void *arg, struct script_result *res)
 {
   struct hook_wait *hw = arg;
   struct request *r = hw->r;
+  r->ops->on_gone(r, NULL, NULL);
   request_hook_keep(r, hw->h, res);
   free(hw);
   r->resume(r); /* answers r, or waits again */
+}
+
+/* The client went away while the hook waited: the hook is dropped (its
+ * call-out cancelled) and the request answered into the void. */
+static void hook_gone(void *arg)
+{
+  struct hook_wait *hw = arg;
+  struct request *r = hw->r;
+  STAT_ADD(r->f->stats->hook_waits_abandoned, 1);
+  script_call_cancel(hw->call);
+  free(hw);
+  r->ops->send(r, 500, "", 0);
 }
 
 void request_hook_keep(struct request *r, enum script_hook h, struct script_result *res)
@@ -98,6 +111,7 @@ int request_hook(struct request *r, enum script_hook h, request_hook_start start
   }
   hw->h = h;
   hw->r = r->ops->keep(r);
+  hw->r->ops->on_gone(hw->r, hook_gone, hw);
   return SCRIPT_PENDING;
 }
 

@@ -41,6 +41,10 @@ struct request_ops {
    * hooks that wait): returns a copy of r to answer then (freed by its
    * send or open_stream); r itself when r is such a copy already */
   struct request *(*keep)(struct request *r);
+  /* for a kept copy waiting for a hook: calls fn(arg) once if the client
+   * goes away before the answer (the connection or HTTP/2 stream closes);
+   * fn NULL forgets it. fn answers the copy (into the void). */
+  void (*on_gone)(struct request *r, void (*fn)(void *arg), void *arg);
 };
 
 enum request_method { REQ_GET, REQ_HEAD, REQ_POST, REQ_OPTIONS, REQ_OTHER };

@@ -55,6 +55,8 @@ struct worker_stats {
   /* server-side subscriptions: streams changed; channels not joined
    * because the stream had STREAM_MAX_CHANNELS already */
   atomic_ulong subs_changed, subs_dropped;
+  /* hooks dropped because their client went away while they waited */
+  atomic_ulong hook_waits_abandoned;
   /* publish-to-write latency: one observation per message per worker, taken
    * when the fan-out pass that wrote it ends (bounds: metrics.c) */
   atomic_ulong write_latency_buckets[10], write_latency_count;

@@ -184,6 +184,42 @@ describe("call-outs from hooks", function()
     end, 5 * SLOW)
   end)
 
+  it("cuts a hook short when its client goes away: the call-out is cancelled at once", function()
+    local H = require "h2_support"
+    local base = g:metric("tinysse_hook_waits_abandoned_total") or 0
+    local before = backend.stats().abandoned
+    local function waiting(n, what)
+      T.wait_until(what, function() return g:metric("tinysse_hooks_waiting") == n end, 2 * SLOW)
+    end
+    -- HTTP/1.1: the connection closes while validate_token waits (the
+    -- call-out would run to --hook-wall-timeout, 3 s)
+    local c = open_raw(g, "/events?token=hang30:cut1")
+    waiting(1, "the hook to wait")
+    c:close()
+    local t0 = socket.gettime()
+    waiting(0, "the hook to be dropped")
+    assert.is_true(socket.gettime() - t0 < 1.5 * SLOW, "dropped only after " .. (socket.gettime() - t0) .. " s")
+    -- HTTP/2: a stream reset, then a whole connection closed, mid-wait
+    local h = H.h2connect(g.port)
+    local sid = h:get("/events?token=hang30:cut2")
+    waiting(1, "the HTTP/2 stream's hook to wait")
+    h:rst(sid)
+    waiting(0, "the reset stream's hook to be dropped")
+    h:get("/events?token=hang30:cut3")
+    waiting(1, "the next one to wait")
+    h:close()
+    waiting(0, "the closed connection's hook to be dropped")
+    assert.are.equal(base + 3, g:metric("tinysse_hook_waits_abandoned_total"))
+    -- the backend saw each call-out's connection go (it never answered)
+    T.wait_until("the backend to see 3 call-outs abandoned", function()
+      return backend.stats().abandoned >= before + 3
+    end, 2 * SLOW)
+    -- and the gateway goes on
+    local s = g:stream("/events?token=ok:after-cut")
+    assert.are.equal(200, s.status)
+    s:close()
+  end)
+
   it("holds HTTP/2 streams while their hooks wait, and survives resets and closes mid-wait", function()
     local H = require "h2_support"
     local c = H.h2connect(g.port)
