@@ -102,17 +102,9 @@ void publish_request(struct request *req)
   struct gateway *gw = f->gw;
   struct req_view v;
   char field[96], msg[512];
-  size_t len = 0;
-  req->ops->body(req, &len);
-
-  if (len > (size_t)gw->cfg->max_body) {
-    reply_error(req, 413, "body_too_large", "the body exceeds %ld bytes", gw->cfg->max_body);
+  size_t len;
+  if (request_publisher_start(req, &v, &len) != 0)
     return;
-  }
-  req_view_init(&v, req, 1);
-  v.sr.publisher = request_is_publisher(req);
-  if (request_authorize_publisher(req, &v) != 0)
-    goto done;
 
   const char *key = req->ops->header(req, "Idempotency-Key");
   if (key && !idem_key_valid(key)) {

@@ -359,6 +359,24 @@ int request_authorize_publisher(struct request *r, struct req_view *v)
   return -1;
 }
 
+int request_publisher_start(struct request *r, struct req_view *v, size_t *len)
+{
+  struct config *cfg = r->f->gw->cfg;
+  *len = 0;
+  r->ops->body(r, len);
+  if (*len > (size_t)cfg->max_body) {
+    reply_error(r, 413, "body_too_large", "the body exceeds %ld bytes", cfg->max_body);
+    return -1;
+  }
+  req_view_init(v, r, 1);
+  v->sr.publisher = request_is_publisher(r);
+  if (request_authorize_publisher(r, v) != 0) {
+    req_view_free(v);
+    return -1;
+  }
+  return 0;
+}
+
 void request_add_cors(struct request *r)
 {
   struct config *cfg = r->f->gw->cfg;

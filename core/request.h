@@ -121,6 +121,12 @@ int request_is_publisher(const struct request *r);
  * otherwise -1: the request has been answered (401/403/500), or it waits
  * for authorize_publish and its handler runs again when that ends. */
 int request_authorize_publisher(struct request *r, struct req_view *v);
+/* The start of a publisher's POST (/publish, /subscriptions): the body
+ * within --max-body (else 413), the hook view with it in v, and publisher
+ * authorisation. 0: go on (*len is the body's length; free v with
+ * req_view_free); -1: answered, or waiting for authorize_publish (v is
+ * freed already). */
+int request_publisher_start(struct request *r, struct req_view *v, size_t *len);
 /* The answer's CORS headers for a browser origin allowed by --cors-origin
  * (none when the request has no Origin, or it is not allowed). */
 void request_add_cors(struct request *r);

@@ -163,16 +163,9 @@ void subscriptions_request(struct request *req)
   struct json_object *root = NULL;
   struct subs_change c = {0};
   char msg[300];
-  size_t len = 0;
-  req->ops->body(req, &len);
-  if (len > (size_t)gw->cfg->max_body) {
-    reply_error(req, 413, "body_too_large", "the body exceeds %ld bytes", gw->cfg->max_body);
+  size_t len;
+  if (request_publisher_start(req, &v, &len) != 0)
     return;
-  }
-  req_view_init(&v, req, 1);
-  v.sr.publisher = request_is_publisher(req);
-  if (request_authorize_publisher(req, &v) != 0)
-    goto done;
   int parsed = len > 0 && json_parse_whole(v.sr.body, len, &root, msg, sizeof(msg)) == 0;
   if (!parsed || !json_object_is_type(root, json_type_object)) {
     reply_field_error(req, 400, "", "%s", len == 0 ? "the body is empty; send a JSON object"

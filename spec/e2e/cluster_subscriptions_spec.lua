@@ -4,48 +4,12 @@
 -- their node; the kept subscriptions live in Redis, so a node started later
 -- (or a stream reconnecting to another node) gets them back.
 local T = require "support"
-local cjson = require "cjson"
 
-local SCRIPT = T.root .. "/spec/e2e/scripts/subscriptions.lua"
-local KEY = { Authorization = "Bearer " .. T.publish_key, ["Content-Type"] = "application/json" }
+local S = require "subs_support"
+local SCRIPT, subscribe, publish = S.SCRIPT, S.subscribe, S.publish
 local WAIT = T.valgrind and 15 or 5
-
-local function subscribe(g, body)
-  local st, _, raw, j = g:request("POST", "/subscriptions", KEY, cjson.encode(body))
-  return st, j, raw
-end
-
-local function publish(g, targets, data)
-  local st, _, body, j = g:publish({ targets = targets, data = data })
-  assert.are.equal(200, st, body)
-  return j.id
-end
-
-local function open(g, token, headers)
-  local s = g:stream("/events?token=" .. token, headers)
-  assert.are.equal(200, s.status)
-  s.before = {} -- what came before the hello (a replay)
-  while not s.cid do
-    local ev = s:message(WAIT)
-    assert(ev and ev.json, "no hello on the stream")
-    if type(ev.json.data) == "table" and ev.json.data.hello then
-      s.cid = ev.json.data.hello
-      s.channels = ev.json.data.channels
-    else
-      s.before[#s.before + 1] = ev.json.data
-    end
-  end
-  return s
-end
-
--- The string data of what arrives within quiet seconds of each other.
-local function datas(s, quiet)
-  local out = {}
-  for _, ev in ipairs(s:drain(quiet or (T.valgrind and 1.5 or 0.5))) do
-    if ev.json and type(ev.json.data) == "string" then out[#out + 1] = ev.json.data end
-  end
-  return out
-end
+local function open(g, token, headers) return S.open(g, token, headers, WAIT) end
+local function datas(s, quiet) return S.datas(s, quiet, true) end
 
 describe("server-side subscriptions in cluster mode (3 nodes)", function()
   local r, key

@@ -4,51 +4,11 @@
 -- the limits, the optional tinysse.subscribed event, /channels and the
 -- hooks' client table. The script is spec/e2e/scripts/subscriptions.lua.
 local T = require "support"
-local cjson = require "cjson"
 
-local SCRIPT = T.root .. "/spec/e2e/scripts/subscriptions.lua"
-local KEY = { Authorization = "Bearer " .. T.publish_key, ["Content-Type"] = "application/json" }
+local S = require "subs_support"
+local SCRIPT, KEY, subscribe, publish, open = S.SCRIPT, S.KEY, S.subscribe, S.publish, S.open
 local WAIT = T.valgrind and 10 or 3
-
-local function subscribe(g, body, headers)
-  local st, _, raw, j = g:request("POST", "/subscriptions", headers or KEY,
-                                  type(body) == "string" and body or cjson.encode(body))
-  return st, j, raw
-end
-
-local function publish(g, targets, data)
-  local st, _, body, j = g:publish({ targets = targets, data = data })
-  assert.are.equal(200, st, body)
-  return j.id
-end
-
--- A stream of `token` and its connection id (on_connect's message on the
--- stream's own user channel); what came before it is in s.before.
-local function open(g, token)
-  local s = g:stream("/events?token=" .. token)
-  assert.are.equal(200, s.status)
-  s.before = {}
-  while not s.cid do
-    local ev = s:message(WAIT)
-    assert(ev and ev.json, "no hello on the stream")
-    if type(ev.json.data) == "table" and ev.json.data.hello then
-      s.cid = ev.json.data.hello
-      s.channels = ev.json.data.channels
-    else
-      s.before[#s.before + 1] = ev.json.data
-    end
-  end
-  return s
-end
-
--- The data of the messages the stream gets within `quiet` s of each other.
-local function datas(s, quiet)
-  local out = {}
-  for _, ev in ipairs(s:drain(quiet or (T.valgrind and 1 or 0.3))) do
-    if ev.json then out[#out + 1] = ev.json.data end
-  end
-  return out
-end
+local function datas(s, quiet) return S.datas(s, quiet) end
 
 local function subscribers(g, ch)
   local _, _, _, j = g:request("GET", "/channels?channel=" .. ch, KEY)

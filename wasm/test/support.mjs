@@ -5,9 +5,9 @@
 // wasm/test/browser.lua. Nothing started here outlives the run.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePort } from "../../spec/browser/tls_support.mjs";
 
 let pw;
 try {
@@ -41,15 +41,7 @@ export function timeLimit(what, ms) {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
+export { freePort };
 
 export async function until(cond, what, ms = WAIT) {
   for (const end = Date.now() + ms; Date.now() < end; await sleep(50)) if (await cond()) return;
