@@ -220,7 +220,8 @@ int subs_set(struct subs *s, const char *user, const char *const *channels, size
   return rc;
 }
 
-static int has(char *const *v, size_t n, const char *name)
+/* Is name one of the n strings of v? */
+static int has(const char *const *v, size_t n, const char *name)
 {
   for (size_t i = 0; i < n; i++)
     if (strcmp(v[i], name) == 0)
@@ -237,7 +238,7 @@ size_t subs_merge(struct subs *s, const char *user, double now, char ***list, si
   pthread_mutex_lock(&s->lock);
   struct user *u = *find(s, user, now);
   for (size_t i = 0; u && i < u->n && *n < max; i++) {
-    if (has(*list, *n, u->channels[i]))
+    if (has((const char *const *)*list, *n, u->channels[i]))
       continue;
     char **grown = realloc(*list, (*n + 1) * sizeof(char *));
     char *copy = strdup(u->channels[i]);
@@ -267,14 +268,6 @@ void subs_counts(struct subs *s, double now, size_t *users, size_t *channels)
   pthread_mutex_unlock(&s->lock);
 }
 
-static int in(const char *const *v, size_t n, const char *name)
-{
-  for (size_t i = 0; i < n; i++)
-    if (strcmp(v[i], name) == 0)
-      return 1;
-  return 0;
-}
-
 char **subs_apply(const char *const *current, size_t n, const struct subs_change *c, size_t max,
                   size_t *out_n, int *changed, size_t *dropped)
 {
@@ -290,11 +283,11 @@ char **subs_apply(const char *const *current, size_t n, const struct subs_change
     size_t m = pass ? c->nadd : n;
     for (size_t i = 0; i < m; i++) {
       const char *name = from[i];
-      if (!pass && in(c->del, c->ndel, name)) {
+      if (!pass && has(c->del, c->ndel, name)) {
         *changed = 1; /* a current channel removed */
         continue;
       }
-      if (has(out, k, name))
+      if (has((const char *const *)out, k, name))
         continue;
       if (k >= max) {
         (*dropped)++;
