@@ -293,11 +293,11 @@ static void follow_up(struct redis_link *l, void *arg)
 
 /* ---- publishing ---- */
 
-/* One atomic step in Redis: append the messages, trimmed to --buffer
- * entries, each with "p" = the id of the entry before it, so followers can
- * tell exactly whether they missed anything. With an idempotency key
- * (KEYS[2]) the same step checks it first, and records the digest and the
- * ids for the window: a repeat gets the recorded ids and appends nothing,
+/* One atomic step in Redis: append the messages, each with "p" = the id
+ * of the entry before it, so followers can tell exactly whether they missed
+ * anything, then trim as each node does (CLUSTER_TRIM_LUA). With an
+ * idempotency key (KEYS[2]) the same step checks it first, and records the
+ * digest and the ids for the window: a repeat gets the recorded ids and appends nothing,
  * wherever it lands in the cluster. ARGV: bounds, digest, window ms, then
  * per message data, targets, handler_id, event ("" for none).
  * Answer: {"new"|"repeat", id...}, {"conflict"}, or {"error", why, id...}. */
@@ -319,17 +319,13 @@ static const char PUBLISH_SCRIPT[] = CLUSTER_TRIM_LUA
     "local p = last[1] and last[1][1] or '0-0'\n"
     "local ids = {'new'}\n"
     "for b = 4, #ARGV, 4 do\n"
-    "  local r\n"
-    "  if ARGV[b + 3] ~= '' then\n"
-    "    r = redis.pcall('XADD', KEYS[1], 'MAXLEN', maxlen, '*', 'p', p, 'd', ARGV[b], "
-    "'t', ARGV[b + 1], 'h', ARGV[b + 2], 'e', ARGV[b + 3])\n"
-    "  else\n"
-    "    r = redis.pcall('XADD', KEYS[1], 'MAXLEN', maxlen, '*', 'p', p, 'd', ARGV[b], "
-    "'t', ARGV[b + 1], 'h', ARGV[b + 2])\n"
-    "  end\n"
+    "  local f = {'p', p, 'd', ARGV[b], 't', ARGV[b + 1], 'h', ARGV[b + 2]}\n"
+    "  if ARGV[b + 3] ~= '' then f[9] = 'e'; f[10] = ARGV[b + 3] end\n"
+    "  local r = xadd(f)\n"
     "  if type(r) == 'table' and r.err then\n"
     "    ids[1] = r.err\n"
     "    table.insert(ids, 1, 'error')\n"
+    "    trim()\n"
     "    return ids\n"
     "  end\n"
     "  ids[#ids + 1] = r\n"
@@ -503,7 +499,8 @@ struct cluster *cluster_new(struct gateway *gw, char *err, size_t errlen)
   cl->gw = gw;
   cl->key = gw->cfg->redis_key;
   cl->cap = (size_t)gw->cfg->buffer;
-  snprintf(cl->bounds, sizeof(cl->bounds), "%zu:%.0f", cl->cap, gw->cfg->buffer_age * 1000);
+  snprintf(cl->bounds, sizeof(cl->bounds), "%zu:%.0f:%ld", cl->cap, gw->cfg->buffer_age * 1000,
+           (long)gw->cfg->buffer_bytes);
   return cl;
 }
 

@@ -66,8 +66,11 @@ static const char SUBS_SCRIPT[] = CLUSTER_TRIM_LUA
     "end\n"
     "if ARGV[6] ~= '' then f[#f + 1] = 'x'; f[#f + 1] = ARGV[6] end\n"
     "local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)\n"
-    "local id = redis.call('XADD', KEYS[1], 'MAXLEN', maxlen, '*', 'p', last[1] and last[1][1] or '0-0', unpack(f))\n"
+    "table.insert(f, 1, last[1] and last[1][1] or '0-0')\n"
+    "table.insert(f, 1, 'p')\n"
+    "local id = xadd(f)\n"
     "trim()\n"
+    "if type(id) == 'table' then return id end\n"
     "return {'ok', id}\n";
 
 /* Channel names joined by line breaks (names have no control characters). */

@@ -9,14 +9,16 @@ local redis
 local nodes = {}
 local key_n = 0
 
--- A gateway in cluster mode. opts: buffer, key, url, wait, workers.
+-- A gateway in cluster mode. opts: buffer, buffer_age, buffer_bytes,
+-- channel_history, key, url, wait.
 local function node(opts)
   opts = opts or {}
   local g = support.start({
     args = { "--redis", opts.url or redis:url(), "--redis-key", opts.key,
              "--buffer", tostring(opts.buffer or 100), "--heartbeat", "1",
              "--channel-history", tostring(opts.channel_history or 16),
-             "--buffer-age", tostring(opts.buffer_age or 3600) },
+             "--buffer-age", tostring(opts.buffer_age or 3600),
+             "--buffer-bytes", tostring(opts.buffer_bytes or 67108864) },
     wait = opts.wait,
   })
   nodes[#nodes + 1] = g
@@ -211,6 +213,34 @@ describe("cluster mode", function()
     support.sleep(1.3)
     publish_range(a, 6, 6) -- each append trims what is past the age
     assert.equal("1", redis:cli("XLEN", key))
+  end)
+
+  it("Redis keeps at most --buffer-bytes of history, as each node does", function()
+    local key = new_key()
+    -- the bytes of the stream's entries' values, counted by Redis itself
+    local SUM = "local t = 0 for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do " ..
+                "for i = 2, #e[2], 2 do t = t + #e[2][i] end end return t"
+    local a = node({ key = key, buffer = 100, buffer_bytes = 4096 })
+    local ids = {}
+    for n = 1, 10 do -- each entry holds some 1,125 bytes: 3 fit in 4096, 4 do not
+      local status, _, body, json = a:publish({ targets = { "all" }, data = { n = n, pad = ("x"):rep(1100) } })
+      assert(status == 200, body)
+      ids[n] = json.id
+    end
+    assert.equal("3", redis:cli("XLEN", key))
+    local held = tonumber(redis:cli("EVAL", SUM, "1", key))
+    assert.is_true(held > 3000 and held <= 4096, tostring(held))
+    assert.equal(tostring(held), redis:cli("HGET", key .. ":bytes", "b"))
+    -- a node that starts now loads what Redis kept: 8..10
+    local b = node({ key = key, buffer = 100, buffer_bytes = 4096 })
+    assert.same({ 8, 9, 10 }, ns(take(b:stream(STREAM, { ["Last-Event-ID"] = ids[7] }), 3)))
+    local old = b:stream(STREAM, { ["Last-Event-ID"] = ids[2] }):message(WAIT)
+    assert.equal("tinysse.reset", old.event)
+    -- a stream deleted behind the gateways' backs is counted anew
+    redis:cli("DEL", key)
+    assert.equal(200, (publish(a, 11)))
+    assert.equal("1", redis:cli("XLEN", key))
+    assert.equal(redis:cli("EVAL", SUM, "1", key), redis:cli("HGET", key .. ":bytes", "b"))
   end)
 
   it("keeps streams open while Redis is down, refuses publishes with 503, and catches up", function()
