@@ -20,6 +20,7 @@ struct chan {
   struct msgpos mark;
   struct message **hist;
   uint32_t head, n;
+  uint32_t at; /* 1 + its index in the ring's heap while n > 0, else 0 */
 };
 
 struct ring {
@@ -36,6 +37,11 @@ struct ring {
    * a loss on every channel) */
   struct chan *chans;
   size_t nchans, chans_cap, nchans_max;
+  /* the channels with history, a binary min-heap by their oldest entry's
+   * position: the byte and age bounds find the oldest entry of all
+   * channels without a scan (room for chans_cap) */
+  struct chan **heap;
+  size_t nheap;
   struct msgpos marks_floor;
   size_t held, bytes; /* distinct messages held, and their bytes with the channels' slots */
   double swept;       /* when the channels' histories were last checked for age */
@@ -142,6 +148,60 @@ static int in_ring(const struct ring *r, const struct message *m)
   return r->count && msgpos_cmp(m->pos, r->slots[r->head]->pos) >= 0;
 }
 
+/* ---- the heap of channel histories ---- */
+
+static int older(const struct chan *a, const struct chan *b)
+{
+  return msgpos_cmp(a->hist[a->head]->pos, b->hist[b->head]->pos) < 0;
+}
+
+static void heap_put(struct ring *r, size_t i, struct chan *c)
+{
+  r->heap[i] = c;
+  c->at = (uint32_t)i + 1;
+}
+
+static void heap_up(struct ring *r, size_t i)
+{
+  struct chan *c = r->heap[i];
+  for (size_t p; i > 0 && older(c, r->heap[p = (i - 1) / 2]); i = p)
+    heap_put(r, i, r->heap[p]);
+  heap_put(r, i, c);
+}
+
+static void heap_down(struct ring *r, size_t i)
+{
+  struct chan *c = r->heap[i];
+  for (size_t k; (k = 2 * i + 1) < r->nheap; i = k) {
+    if (k + 1 < r->nheap && older(r->heap[k + 1], r->heap[k]))
+      k++;
+    if (!older(r->heap[k], c))
+      break;
+    heap_put(r, i, r->heap[k]);
+  }
+  heap_put(r, i, c);
+}
+
+/* c's oldest entry changed, or c was emptied or got its first entry. */
+static void heap_fix(struct ring *r, struct chan *c)
+{
+  if (c->n && !c->at) {
+    heap_put(r, r->nheap++, c);
+    heap_up(r, r->nheap - 1);
+  } else if (c->n) {
+    heap_down(r, c->at - 1); /* its oldest entry only ever gets newer */
+  } else if (c->at) {
+    size_t i = c->at - 1;
+    struct chan *last = r->heap[--r->nheap];
+    c->at = 0;
+    if (i < r->nheap) {
+      heap_put(r, i, last);
+      heap_up(r, i);
+      heap_down(r, last->at - 1);
+    }
+  }
+}
+
 static void chan_drop(struct ring *r, struct chan *c, enum ring_cause cause)
 {
   raise_pos(&r->marks_floor, c->mark);
@@ -167,6 +227,7 @@ static void clear_chans(struct ring *r, enum ring_cause cause)
     if (r->chans[i].name)
       chan_drop(r, &r->chans[i], cause);
   r->nchans = 0;
+  r->nheap = 0;
   r->stats.channel_clears++;
 }
 
@@ -174,14 +235,23 @@ static int grow_chans(struct ring *r)
 {
   size_t ncap = r->chans_cap ? r->chans_cap * 2 : 64;
   struct chan *old = r->chans, *nc = calloc(ncap, sizeof(*nc));
-  if (!nc)
+  struct chan **heap = nc ? realloc(r->heap, ncap * sizeof(*heap)) : NULL;
+  if (!heap) {
+    free(nc);
     return -1;
+  }
   size_t ocap = r->chans_cap;
   r->chans = nc;
   r->chans_cap = ncap;
+  r->heap = heap;
+  r->nheap = 0; /* the channels move: the heap is made anew */
   for (size_t i = 0; i < ocap; i++)
-    if (old[i].name)
-      *slot_of(r, old[i].name, old[i].hash) = old[i];
+    if (old[i].name) {
+      struct chan *c = slot_of(r, old[i].name, old[i].hash);
+      *c = old[i];
+      c->at = 0;
+      heap_fix(r, c);
+    }
   free(old);
   return 0;
 }
@@ -239,6 +309,7 @@ static void drop_chan_head(struct ring *r, struct chan *c, enum ring_cause cause
   c->n--;
   if (!in_ring(r, m)) /* not in the ring either: lost to c */
     raise_pos(&c->mark, m->pos);
+  heap_fix(r, c);
   let_go(r, m, cause);
 }
 
@@ -257,22 +328,13 @@ static void keep_in_chan(struct ring *r, const char *name, struct message *m)
   if (c->n == r->keep)
     drop_chan_head(r, c, RING_BY_COUNT);
   c->hist[(c->head + c->n) % r->keep] = m;
-  c->n++;
+  if (c->n++ == 0)
+    heap_fix(r, c);
   hold(r, m);
 }
 
-/* The oldest channel history entry, for the byte bound; NULL when none. */
-static struct chan *oldest_chan(struct ring *r)
-{
-  struct chan *best = NULL;
-  for (size_t i = 0; i < r->chans_cap; i++) {
-    struct chan *c = &r->chans[i];
-    if (c->name && c->n &&
-        (!best || msgpos_cmp(c->hist[c->head]->pos, best->hist[best->head]->pos) < 0))
-      best = c;
-  }
-  return best;
-}
+/* The channel whose history holds the oldest entry of all; NULL when none. */
+static struct chan *oldest_chan(const struct ring *r) { return r->nheap ? r->heap[0] : NULL; }
 
 /* The age and byte bounds (the newest message may go too: it was
  * delivered live; only replay misses it). */
@@ -281,13 +343,11 @@ static void enforce(struct ring *r, double now)
   if (r->max_age > 0) {
     while (r->count && now - r->slots[r->head]->published_at > r->max_age)
       evict_main(r, RING_BY_AGE);
-    if (r->keep && now - r->swept >= 1) {
+    struct chan *c;
+    if (r->keep && now - r->swept >= 1) { /* (entries age in position order) */
       r->swept = now;
-      for (size_t i = 0; i < r->chans_cap; i++) {
-        struct chan *c = &r->chans[i];
-        while (c->name && c->n && now - c->hist[c->head]->published_at > r->max_age)
-          drop_chan_head(r, c, RING_BY_AGE);
-      }
+      while ((c = oldest_chan(r)) && now - c->hist[c->head]->published_at > r->max_age)
+        drop_chan_head(r, c, RING_BY_AGE);
     }
   }
   if (!r->max_bytes)
@@ -315,6 +375,7 @@ void ring_free(struct ring *r)
     free(c->name);
   }
   free(r->chans);
+  free(r->heap);
   pthread_mutex_destroy(&r->lock);
   free(r->slots);
   free(r);
@@ -484,10 +545,8 @@ void ring_get_stats(const struct ring *r, struct ring_stats *out)
   out->bytes = r->bytes;
   out->channels = r->nchans;
   double oldest = r->count ? r->slots[r->head]->published_at : 0;
-  for (size_t i = 0; i < r->chans_cap; i++) {
-    const struct chan *c = &r->chans[i];
-    if (c->name && c->n && (!oldest || c->hist[c->head]->published_at < oldest))
-      oldest = c->hist[c->head]->published_at;
-  }
+  const struct chan *c = oldest_chan(r);
+  if (c && (!oldest || c->hist[c->head]->published_at < oldest))
+    oldest = c->hist[c->head]->published_at;
   out->oldest_age = oldest ? mono() - oldest : 0;
 }

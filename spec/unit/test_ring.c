@@ -353,6 +353,48 @@ static void test_watermarks(void)
   ring_free(r);
 }
 
+static void first_seq(struct message *m, void *arg)
+{
+  uint64_t *s = arg;
+  if (!*s)
+    *s = m->seq;
+}
+
+/* The byte bound gives up the oldest channel-history entry of all channels
+ * first, however many channels: with no channel past its own count, all
+ * that any channel lost is older than all that any channel holds. */
+static void test_byte_bound_order(void)
+{
+  int both = 0;
+  for (int round = 0; round < 40; round++) {
+    size_t nch = rnd_range(2, 300), per = rnd_range(1, 8), max_bytes = rnd_range(30000, 120000);
+    struct ring *r = mkring(1);
+    ring_set_limits(r, max_bytes, 0, 8);
+    char name[32];
+    for (uint64_t s = 1; s <= nch * per; s++) {
+      snprintf(name, sizeof(name), "c%llu", (unsigned long long)(s * 7919 % nch));
+      struct message *m = to(s, name, NULL);
+      ring_push(r, m);
+      message_unref(m);
+    }
+    uint64_t lost = 0, held = UINT64_MAX;
+    for (size_t c = 0; c < nch; c++) {
+      snprintf(name, sizeof(name), "c%zu", c);
+      uint64_t mark = ring_channel_mark(r, name).seq, first = 0;
+      ring_channel_history(r, name, P(0), 1, first_seq, &first);
+      lost = mark > lost ? mark : lost;
+      held = first && first < held ? first : held;
+    }
+    struct ring_stats st;
+    ring_get_stats(r, &st);
+    CHECK(st.bytes <= max_bytes);
+    CHECK(held == UINT64_MAX || lost < held);
+    both += lost && held != UINT64_MAX;
+    ring_free(r);
+  }
+  CHECK(both > 0); /* the bound did bite, and left something */
+}
+
 int main(void)
 {
   check_seed(20240601);
@@ -362,5 +404,6 @@ int main(void)
   test_range();
   test_model();
   test_positions();
+  test_byte_bound_order();
   return check_done();
 }
