@@ -44,6 +44,16 @@ export interface TinySSEReset {
   oldest_id?: string | null;
 }
 
+/** The data of the gateway's tinysse.subscribed event (gateway run with --subscribed-event). */
+export interface TinySSESubscribed<D = any> {
+  /** How many channels a server-side subscription (POST /subscriptions) added to the stream; never their names. */
+  subscribed: number;
+  /** How many it removed. */
+  unsubscribed: number;
+  /** The change's data, or null. */
+  data: D | null;
+}
+
 export type TinySSEState = "idle" | "connecting" | "open" | "backoff" | "closed";
 
 /** T: the type of message data the app expects (not checked at run time). */
@@ -57,6 +67,12 @@ export interface TinySSEOptions<T = any> {
   onError?: (err: TinySSEError) => void;
   /** The gateway could not resume from the last id: refetch your state. */
   onReset?: (reset: TinySSEReset) => void;
+  /**
+   * A server-side subscription changed the stream's channels (tinysse.subscribed,
+   * with --subscribed-event): once per change, in every sharing tab. A body
+   * that is not such an object is ignored.
+   */
+  onSubscribed?: (info: TinySSESubscribed) => void;
   /** Every change of connection state (a sharing follower: its leader's). */
   onState?: (state: TinySSEState) => void;
   /** Backoff base in ms. Default 1000. */
@@ -72,8 +88,9 @@ export interface TinySSEOptions<T = any> {
   /**
    * Tab sharing: the tabs (and connections) of this origin with the same share
    * name elect one leader (Web Locks) that holds the only stream and passes
-   * every message, reset and error to the others (BroadcastChannel), each tab
-   * with its own once-and-in-order check. `true` is the origin's default name;
+   * every message, reset, error and tinysse.subscribed to the others
+   * (BroadcastChannel), each tab with its own once-and-in-order check for
+   * messages. `true` is the origin's default name;
    * use a name per user/endpoint/events when tabs differ in them (the
    * leader's token, endpoint and events decide what the stream carries). Only
    * the leader calls tokenProvider. When the leader closes or is frozen,

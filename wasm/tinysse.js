@@ -117,6 +117,11 @@ export async function connect(options) {
     // Shed: a 200 stream, so the browser retries after its retry:; x is {type, reason, retry_ms}.
     on("tinysse.busy", (e) => { const x = info(e); step(w.busy(x.retry_ms >>> 0), x); });
     on("tinysse.reset", (e) => feed(0, e.lastEventId, info(e, { id: e.lastEventId }), e.lastEventId));
+    // A server-side subscription changed the stream: x is {subscribed, unsubscribed, data}; else ignored.
+    on("tinysse.subscribed", (e) => {
+      const { type, ...x } = info(e);
+      if (type == "subscribed") { post({ u: x }); call(o.onSubscribed, x); }
+    });
     for (const event of ["message", ...o.events]) on(event, (e) => feed(event, e.data, 0, e.lastEventId));
   }
 
@@ -166,6 +171,7 @@ export async function connect(options) {
         return;
       }
       if (m.e) return call(o.onError, m.e);
+      if (m.u) return call(o.onSubscribed, m.u);
       if (m.s) {
         // The first word from a leader: take its last id as ours, to start from there.
         if (!synced && m.at && !w.last_len()) w.reset(put(m.at));

@@ -22,6 +22,13 @@ class Gateway extends Gw {
   constructor(port, extra = [], script) {
     super(port, KEY, extra, script);
   }
+
+  // POST /subscriptions with the publish key: [status, body].
+  async subscribe(body) {
+    const r = await fetch(`${this.url}/subscriptions`, {
+      method: "POST", headers: { Authorization: `Bearer ${KEY}` }, body: JSON.stringify(body) });
+    return [r.status, await r.json()];
+  }
 }
 
 let context, profile;
@@ -58,7 +65,8 @@ async function openPage(gw) {
 async function startClient(page, opts) {
   await page.evaluate(async (opts) => {
     const { connect } = await import(opts.module ?? "/tinysse.js");
-    const log = (window.log = { messages: [], errors: [], resets: [], states: [], tokenCalls: 0, afterClose: 0 });
+    const log = (window.log = { messages: [], errors: [], resets: [], states: [], subs: [], tokenCalls: 0,
+      afterClose: 0 });
     const record = (list) => (x) => (window.closed ? log.afterClose++ : list.push(x));
     window.sse = await connect({
       endpoint: opts.endpoint,
@@ -77,6 +85,7 @@ async function startClient(page, opts) {
         reason: e.reason, retry_ms: e.retry_ms }),
       onReset: record(log.resets),
       onState: record(log.states),
+      onSubscribed: record(log.subs),
     });
   }, opts);
 }
@@ -290,7 +299,7 @@ test("a shed stream keeps retrying, reports busy, and gets in once max_clients i
 
 // A stand-in gateway on another origin: /hang never answers; /bad sends
 // malformed envelopes and, when the browser retries, replays what it sent;
-// /page is an app page of that other origin.
+// /subs sends tinysse.subscribed events; /page is an app page of that other origin.
 async function fakeGateway() {
   const sockets = new Set();
   const server = http.createServer((req, res) => {
@@ -299,6 +308,12 @@ async function fakeGateway() {
     res.writeHead(200, { "Content-Type": "text/event-stream", "Access-Control-Allow-Origin": "*" });
     const ev = (id, data) => `${id ? `id: ${id}\n` : ""}data: ${data}\n\n`;
     const env = (id, h, data) => ev(id, JSON.stringify({ id, handler_id: h, data }));
+    // tinysse.subscribed bodies, malformed and not, then a message; held open.
+    if (req.url.startsWith("/subs")) {
+      const sub = (data) => `event: tinysse.subscribed\ndata: ${data}\n\n`;
+      return res.write(sub("{not json") + sub("5") + sub('{"type":"reset","subscribed":1}') + sub("null") +
+        sub('{"type":"subscribed","subscribed":1,"unsubscribed":0,"data":"ok"}') + env("1-1", 1, "after"));
+    }
     if (!req.headers["last-event-id"]) {
       res.end("retry: 100\n\n" + env("1-1", 1, { ok: 1 }) + ev("", "{not json") +
         ev("1-2", '{"id":"1-2","handler_id":300,"data":1}') + env("1-1", 1, "again") +
@@ -341,6 +356,47 @@ test("malformed envelopes are parse errors, repeats are dropped, no open is a ti
       await fake.close();
     }
   }));
+
+test("tinysse.subscribed reaches onSubscribed; malformed ones are ignored", { timeout: 60000 }, () =>
+  withGateway(async (gw) => {
+    const page = await openPage(gw);
+    await startClient(page, { tokens: ["ivy:admin"] });
+    await waitLog(page, () => window.log.states.at(-1) == "open", "open");
+    const why = { room: "r1", why: "invited", list: [1, "\u00e9"] };
+    assert.deepEqual(await gw.subscribe({ user: "ivy", subscribe: ["room:r1", "room:r2"], data: why }),
+      [200, { streams: 1 }]);
+    await waitLog(page, () => window.log.subs.length >= 1, "onSubscribed");
+    // Another user's change is not this stream's.
+    assert.deepEqual(await gw.subscribe({ user: "zed", subscribe: ["room:r1"], data: 1 }), [200, { streams: 0 }]);
+    const id = await gw.publish({ targets: ["room:r2"], handler_id: 2, data: "in r2" });
+    assert.deepEqual(await gw.subscribe({ user: "ivy", unsubscribe: ["room:r1"] }), [200, { streams: 1 }]);
+    await waitLog(page, () => window.log.subs.length >= 2 && window.log.messages.length >= 1, "2 onSubscribed");
+    await sleep(300); // room for a repeat to show up
+    let log = await getLog(page);
+    assert.deepEqual(log.subs, [
+      { subscribed: 2, unsubscribed: 0, data: why },
+      { subscribed: 0, unsubscribed: 1, data: null },
+    ]);
+    assert.deepEqual(log.messages, [{ id, handler_id: 2, data: "in r2", event: "message" }]);
+    assert.deepEqual(log.errors, []);
+    assert.deepEqual(log.resets, []);
+    await page.evaluate(() => window.sse.close());
+
+    // Bodies that are not a subscribed object are skipped, with no callback.
+    const fake = await fakeGateway();
+    try {
+      await startClient(page, { tokens: ["x:y"], endpoint: `${fake.url}/subs` });
+      await waitLog(page, () => window.log.messages.length >= 1, "the message after the events");
+      await sleep(200);
+      log = await getLog(page);
+      assert.deepEqual(log.subs, [{ subscribed: 1, unsubscribed: 0, data: "ok" }]);
+      assert.deepEqual(log.errors, []);
+      await page.evaluate(() => window.sse.close());
+    } finally {
+      await fake.close();
+    }
+    await page.close();
+  }, ["--subscribed-event"]));
 
 test("a page on another origin uses the client with --cors-origin", { timeout: 60000 }, async () => {
   const fake = await fakeGateway();

@@ -15,12 +15,19 @@ timeLimit("share tests", 240000);
 
 // The gateway of these tests (killed, not stopped, at the end of each).
 class Gateway extends Gw {
-  constructor(port) {
-    super(port, KEY);
+  constructor(port, extra) {
+    super(port, KEY, extra);
   }
 
   stop() {
     return super.stop("SIGKILL");
+  }
+
+  // POST /subscriptions with the publish key: [status, body].
+  async subscribe(body) {
+    const r = await fetch(`${this.url}/subscriptions`, {
+      method: "POST", headers: { Authorization: `Bearer ${KEY}` }, body: JSON.stringify(body) });
+    return [r.status, await r.json()];
   }
 }
 
@@ -49,7 +56,8 @@ async function openTab(gw, ctx, opts) {
   await page.goto(`${gw.url}/demo`, { timeout: WAIT });
   await page.evaluate(async (opts) => {
     const { connect } = await import("/tinysse.js");
-    const log = (window.log = { messages: [], errors: [], resets: [], states: [], tokenCalls: 0, afterClose: 0 });
+    const log = (window.log = { messages: [], errors: [], resets: [], states: [], subs: [], tokenCalls: 0,
+      afterClose: 0 });
     const record = (list) => (x) => (window.closed ? log.afterClose++ : list.push(x));
     window.sse = await connect({
       share: opts.share ?? true,
@@ -65,6 +73,7 @@ async function openTab(gw, ctx, opts) {
       onError: (e) => record(log.errors)({ type: e.type, message: e.message }),
       onReset: record(log.resets),
       onState: record(log.states),
+      onSubscribed: record(log.subs),
     });
   }, opts);
   return page;
@@ -104,8 +113,8 @@ async function allGot(tabs, n) {
   await sleep(500);
 }
 
-async function withGateway(fn) {
-  const gw = await new Gateway(await freePort()).start();
+async function withGateway(fn, extra) {
+  const gw = await new Gateway(await freePort(), extra).start();
   const ctx = await browser.newContext();
   try {
     await fn(gw, ctx);
@@ -236,6 +245,50 @@ test("a frozen leader hands the stream over and catches up when it resumes", { t
     assert.ok(m.streams == 1 && m.opened >= 2 && m.opened <= 1 + tabs.length && m.expired == 0,
       JSON.stringify(m));
   }));
+
+// Waits until every tab has had n tinysse.subscribed events, then a little longer for a repeat.
+async function allSubscribed(tabs, n) {
+  for (const t of tabs) {
+    try {
+      await t.waitForFunction((n) => window.log.subs.length >= n, n, { timeout: WAIT, polling: 50 });
+    } catch {
+      throw new Error(`a tab got ${(await getLog(t)).subs.length} of ${n} onSubscribed: ${JSON.stringify(await getLog(t))}`);
+    }
+  }
+  await sleep(500);
+}
+
+test("tinysse.subscribed reaches every sharing tab's onSubscribed once", { timeout: 60000 }, () =>
+  withGateway(async (gw, ctx) => {
+    const tabs = await openTabs(gw, ctx, 3, { token: "ida:admin" });
+    const [leader] = await leaders(tabs);
+    const rest = tabs.filter((t) => t != leader);
+    const want = [
+      { subscribed: 2, unsubscribed: 0, data: { room: "a", n: 1 } },
+      { subscribed: 0, unsubscribed: 1, data: null },
+    ];
+    assert.deepEqual(await gw.subscribe({ user: "ida", subscribe: ["room:a", "room:b"], data: want[0].data }),
+      [200, { streams: 1 }]);
+    assert.deepEqual(await gw.subscribe({ user: "ida", unsubscribe: ["room:b"] }), [200, { streams: 1 }]);
+    await allSubscribed(tabs, 2);
+    for (const t of tabs) {
+      const log = await getLog(t);
+      assert.deepEqual(log.subs, want, t == leader ? "the leader" : "a follower");
+      assert.deepEqual(log.errors, []);
+    }
+    // The leader gone, the new one passes the next change on.
+    await leader.close();
+    await until(async () => {
+      const m = await gw.metrics();
+      return m.streams == 1 && m.opened >= 2 && (await leaders(rest)).length == 1;
+    }, "a new leader's stream");
+    for (const t of rest) await t.waitForFunction(() => window.sse.state == "open", null, { timeout: WAIT, polling: 50 });
+    want.push({ subscribed: 1, unsubscribed: 0, data: [3] });
+    assert.deepEqual(await gw.subscribe({ user: "ida", subscribe: ["room:c"], data: [3] }), [200, { streams: 1 }]);
+    await allSubscribed(rest, 3);
+    for (const t of rest) assert.deepEqual((await getLog(t)).subs, want);
+    assert.equal((await gw.metrics()).streams, 1);
+  }, ["--subscribed-event"]));
 
 test("a tab opened later gets the messages from then on, from the same stream", { timeout: 60000 }, () =>
   withGateway(async (gw, ctx) => {
