@@ -125,7 +125,7 @@ struct tally {
   long n;
 };
 #define TALLY_MAX 32
-static struct tally refusals[TALLY_MAX], sheds[TALLY_MAX], connfails[TALLY_MAX];
+static struct tally refusals[TALLY_MAX], sheds[TALLY_MAX], connfails[TALLY_MAX], closes[TALLY_MAX];
 
 static void tally_add(struct tally *t, int status, const char *what)
 {
@@ -350,8 +350,25 @@ static void feed(struct conn *c, const char *p, size_t n)
   }
 }
 
-/* The server closed (or reset) the connection. */
-static void on_eof(struct conn *c)
+/* Why a connection ended without an answer: where (the request's write,
+ * or a read), how (end of file or the errno), after how much of an answer,
+ * and roughly when (in tenths of a second since the burst began), so a
+ * close the kernel made (a reset under a listen-queue overflow) can be
+ * told from one the gateway made. */
+static void tally_close(struct conn *c, const char *where, int err)
+{
+  char what[64];
+  snprintf(what, sizeof(what), "%s_%s_%ub_t%.1fs", where, err ? strerror(err) : "eof", c->blen,
+           (double)(now_us() - t0) / 1e6);
+  for (char *p = what; *p; p++)
+    if (*p == ' ')
+      *p = '_';
+  tally_add(closes, 0, what);
+}
+
+/* The server closed (or reset) the connection: err is the read's errno,
+ * 0 for an end of file. */
+static void on_eof(struct conn *c, int err)
 {
   if (c->phase == C_ERRBODY) {
     refused(c);
@@ -361,6 +378,8 @@ static void on_eof(struct conn *c)
     sse_settle(c);
   if (c->phase == C_DONE)
     return;
+  if (c->result != R_STREAMING)
+    tally_close(c, "read", err);
   set_result(c, c->result == R_STREAMING ? R_DROPPED : R_CLOSED);
   conn_close(c);
 }
@@ -374,7 +393,7 @@ static void on_readable(struct conn *c)
     if (r < 0 && errno == EAGAIN)
       break;
     if (r <= 0) {
-      on_eof(c);
+      on_eof(c, r < 0 ? errno : 0);
       return;
     }
     feed(c, rbuf, (size_t)r);
@@ -410,7 +429,9 @@ static void send_request(struct conn *c, int i)
   int len = snprintf(req, sizeof(req),
                      "GET %s?token=%s HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n",
                      path, tok);
-  if (write(c->fd, req, (size_t)len) != len) { /* reset at once, or a full buffer */
+  ssize_t w = write(c->fd, req, (size_t)len);
+  if (w != len) { /* reset at once, or a full buffer */
+    tally_close(c, "write", w < 0 ? errno : EMSGSIZE);
     set_result(c, R_CLOSED);
     conn_close(c);
     return;
@@ -790,6 +811,7 @@ int main(int argc, char **argv)
     printf("    first refusal: %s\n", first_refusal);
   print_tally("shed, reason", sheds);
   print_tally("connect failed:", connfails);
+  print_tally("closed without answer:", closes);
   if (!settled)
     printf("    unsettled after %.0f s: %ld still connecting, %ld waiting for an answer\n",
            timeout_s, pend_connect, pend_answer);
@@ -823,6 +845,7 @@ int main(int argc, char **argv)
   print_tally_kv("refusals", refusals);
   print_tally_kv("shed_reasons", sheds);
   print_tally_kv("connect_errors", connfails);
+  print_tally_kv("close_reasons", closes);
   if (ks0[K_OVERFLOWS] >= 0)
     printf(" listen_overflows=%ld listen_drops=%ld syncookies=%ld", ks1[K_OVERFLOWS] - ks0[K_OVERFLOWS],
            ks1[K_DROPS] - ks0[K_DROPS], ks1[K_COOKIES] - ks0[K_COOKIES]);

@@ -341,7 +341,10 @@ end
 function H2:send(bytes)
   self.sock:settimeout(5 * M.SLOW)
   local ok, err = self.sock:send(bytes)
-  if not ok then self.closed = true end
+  -- A failed send does not end the client: frames the server sent before
+  -- it closed (END_STREAM, its last GOAWAY) may still wait in the socket,
+  -- and pump reads them until the read side reports the close.
+  if not ok then self.send_error = err end
   return ok, err
 end
 
@@ -466,7 +469,7 @@ function H2:pump(timeout, cond)
       self.buf = self.buf:sub(10 + len)
       self:_frame(ftype, flags, sid & 0x7fffffff, payload)
     end
-    if err == "closed" then self.closed = true end
+    if err and err ~= "timeout" then self.closed = true end
   end
 end
 

@@ -46,9 +46,14 @@ local function burst(n, sources)
                  "dropped", "pending", "publish_status", "received", "missing" }
   local got = {}
   for _, k in ipairs(keys) do got[k] = r[k] end
+  -- what the gateway saw, for a failure's message: its refusals past
+  -- --max-connections (closed at accept when too many) and its warnings
+  local seen = string.format("gateway: tinysse_connections_refused_total %s; warnings:\n%s",
+                             tostring(g:metric("tinysse_connections_refused_total")),
+                             (g:logtext():gsub("[^\n]*level=info[^\n]*\n?", ""):sub(1, 2000)))
   assert.are.same({ settled = 1, streaming = n, shed = 0, refused = 0, closed = 0,
                     connect_failed = 0, dropped = 0, pending = 0, publish_status = 200,
-                    received = n, missing = 0 }, got, out)
+                    received = n, missing = 0 }, got, out .. "\n" .. seen)
   -- the gateway counts the same deliveries: one per stream
   assert.are.equal(n, g:metric("tinysse_deliveries_total") - before)
   assert.is_true(g:alive())
