@@ -256,6 +256,7 @@ static struct bufferevent *make_bev(struct event_base *base, void *arg)
   struct gateway *gw = cs->f->gw;
   /* Streams count too: each one holds a descriptor as long as it lives. */
   c->rank = atomic_fetch_add(&gw->nconns, 1) + 1 + atomic_load(&gw->nclients);
+  atomic_fetch_add_explicit(&gw->churn, 1, memory_order_relaxed);
   /* libevent accepts everything the backlog holds in one go. In a storm
    * that is thousands of connections, each with its evhttp state, before
    * any request is read: accepting in batches, with the requests of one

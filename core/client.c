@@ -409,6 +409,7 @@ void client_free(struct client *c)
   free(c);
   STAT_ADD(cs->stats->connections, (unsigned long)-1);
   atomic_fetch_sub(&gw->nclients, 1);
+  atomic_fetch_add_explicit(&gw->churn, 1, memory_order_relaxed);
 }
 
 size_t client_tick(struct client *c, double now, double interval)

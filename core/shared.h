@@ -74,6 +74,9 @@ struct gateway {
   int nworkers;
   atomic_long nclients;
   atomic_long nconns; /* HTTP connections evhttp holds (not yet streams) */
+  /* connections accepted plus streams closed, ever: what worker 0's
+   * memory trim (worker.c) waits for */
+  atomic_ulong churn;
   atomic_ulong published;
   double started;
   unsigned char secret[32];

@@ -3,6 +3,9 @@
 #include "worker.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +61,9 @@ struct worker {
   struct callout_io *callouts;
   struct script *retired[WORKER_RETIRED_MAX];
   int nretired;
+  /* worker 0: the gateway's churn at, and the time of, the last trim */
+  unsigned long trim_churn;
+  double trim_at;
 };
 
 /* A state as the worker runs it: its call-outs go through the worker. */
@@ -377,6 +383,35 @@ void worker_front_quiet(struct worker *w)
   }
 }
 
+/* What connections give back (a TLS handshake's buffers, a request's
+ * state, a closed stream) stays in glibc's heaps, scattered between live
+ * objects, and in the process's RSS: after a storm of TLS connects, more
+ * than the streams themselves hold. malloc_trim gives the free pages back
+ * to the kernel. Worker 0 calls it (for every thread's heap) at most once
+ * a second, once WORKER_TRIM_CHURN connections came or went since the
+ * last time; it takes about a millisecond per 10,000 connections held. */
+#define WORKER_TRIM_CHURN 1024
+
+static void trim_memory(struct worker *w, double now)
+{
+#ifdef __GLIBC__
+  unsigned long churn = atomic_load_explicit(&w->gw->churn, memory_order_relaxed);
+  if (churn - w->trim_churn < WORKER_TRIM_CHURN || now - w->trim_at < 1)
+    return;
+  w->trim_churn = churn;
+  w->trim_at = now;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int gave = malloc_trim(0);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  log_event(LOG_DEBUG, "memory_trimmed", "released=%d ms=%.2f", gave,
+            (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+#else
+  (void)w;
+  (void)now;
+#endif
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
   (void)fd;
@@ -388,6 +423,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     free_idle_retired(w);
   if (w->front)
     w->front_ops->tick(w->front, now);
+  if (w->index == 0)
+    trim_memory(w, now);
   atomic_store_explicit(&w->stats.bytes_queued, queued, memory_order_relaxed);
 }
 
