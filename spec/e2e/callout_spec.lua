@@ -268,3 +268,51 @@ describe("call-outs from hooks", function()
     assert.is_true(g:metric("tinysse_hook_waits_total") > 40)
   end)
 end)
+
+-- HTTP/1.1 over TLS: the client's departure is its FIN on the socket
+-- (watched while the hook waits), whether a close_notify came before it
+-- (openssl s_client ending) or not (curl killed).
+describe("call-outs from hooks, HTTP/1.1 over TLS", function()
+  local H = require "h2_support"
+  local dir, backend, g, crt
+  setup(function()
+    dir = T.tmpdir()
+    local key
+    crt, key = H.make_cert(dir, "callout", "localhost")
+    backend = T.start_backend(dir)
+    g = H.start({ tls_cert = crt, tls_key = key, dir = dir,
+                  script = T.root .. "/spec/e2e/scripts/callout.lua", env = { BACKEND = backend.url },
+                  args = { "--hook-wall-timeout", tostring(20 * SLOW) } })
+  end)
+  teardown(function()
+    if g then g:stop() end
+    if backend then backend.stop() end
+  end)
+
+  it("cuts a hook short when its TLS client goes away, with or without a close_notify", function()
+    local base = g:metric("tinysse_hook_waits_abandoned_total") or 0
+    local function waiting(n, what, timeout)
+      T.wait_until(what, function() return g:metric("tinysse_hooks_waiting") == n end, timeout or 2 * SLOW)
+    end
+    -- curl, killed while validate_token waits: the kernel closes its socket
+    local c = H.curl_stream(dir, { "--http1.1", "--cacert", crt, "--resolve", "localhost:" .. g.tls_port .. ":127.0.0.1" },
+                            "https://localhost:" .. g.tls_port .. "/events?token=hang30:tls1")
+    waiting(1, "curl's hook to wait", 5 * SLOW)
+    c:stop()
+    local t0 = socket.gettime()
+    waiting(0, "curl's hook to be dropped")
+    assert.is_true(socket.gettime() - t0 < 1.5 * SLOW, "dropped only after " .. (socket.gettime() - t0) .. " s")
+    -- openssl s_client, whose input ends while the hook waits: it sends a
+    -- close_notify (TLS bytes the watch must not stop at), then its FIN
+    local hold = 1.5 * SLOW
+    local s = H.background(dir, { "sh", "-c", string.format(
+      "(printf 'GET /events?token=hang30:tls2 HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n'; sleep %.1f) | " ..
+      "openssl s_client -quiet -no_ign_eof -alpn http/1.1 -connect 127.0.0.1:%d", hold, g.tls_port) }, 30 * SLOW)
+    waiting(1, "s_client's hook to wait", 5 * SLOW)
+    T.wait_until("s_client to end", function() return s:done() end, hold + 5 * SLOW)
+    t0 = socket.gettime()
+    waiting(0, "s_client's hook to be dropped")
+    assert.is_true(socket.gettime() - t0 < 1.5 * SLOW, "dropped only after " .. (socket.gettime() - t0) .. " s")
+    assert.are.equal(base + 2, g:metric("tinysse_hook_waits_abandoned_total"))
+  end)
+end)
