@@ -268,40 +268,18 @@ void conns_when_answered(struct conns *cs, struct evhttp_request *req,
     evhttp_request_set_on_complete_cb(req, fn, NULL);
 }
 
-static void on_gone_watch(evutil_socket_t fd, short what, void *arg);
-
-/* Watches the socket of a connection whose request waits for a hook. */
-static void watch_gone(struct conn *c, short what)
-{
-  stop_gone_watch(c);
-  c->gone_watch = event_new(c->cs->f->base, bufferevent_getfd(c->bev), what | EV_PERSIST,
-                            on_gone_watch, c);
-  if (c->gone_watch)
-    event_add(c->gone_watch, NULL);
-}
-
-/* EOF, an error or the peer's FIN (EV_CLOSED: Linux's EPOLLRDHUP) means
- * the client left. What it sends meanwhile (a pipelined request, or TLS
- * records, a close_notify among them, which cannot be told from data
- * without decrypting) is evhttp's and stays unread: from then on only the
- * FIN is watched for (a readable watch would fire again and again). */
+/* The socket of a connection whose request waits for a hook became
+ * readable: EOF or an error means the client left (what it sends, a
+ * pipelined request or TLS bytes, is evhttp's: then we stop looking). */
 static void on_gone_watch(evutil_socket_t fd, short what, void *arg)
 {
+  (void)what;
   struct conn *c = arg;
-  if (!(what & EV_CLOSED)) {
-    char b;
-    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-      return;
-    if (n > 0) {
-      if (event_base_get_features(c->cs->f->base) & EV_FEATURE_EARLY_CLOSE)
-        watch_gone(c, EV_CLOSED);
-      else
-        stop_gone_watch(c);
-      return;
-    }
-  }
-  void (*gone)(void *) = c->gone;
+  char b;
+  ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return;
+  void (*gone)(void *) = n > 0 ? NULL : c->gone;
   void *gone_arg = c->gone_arg;
   stop_gone_watch(c);
   if (gone) {
@@ -318,11 +296,14 @@ void conns_on_gone(struct conns *cs, struct evhttp_request *req, void (*fn)(void
     return;
   c->gone = fn;
   c->gone_arg = arg;
-  if (!fn)
+  if (!fn) {
     stop_gone_watch(c);
-  else if (!c->gone_watch)
-    watch_gone(c, EV_READ | ((event_base_get_features(cs->f->base) & EV_FEATURE_EARLY_CLOSE)
-                                 ? EV_CLOSED : 0));
+  } else if (!c->gone_watch) {
+    c->gone_watch = event_new(cs->f->base, bufferevent_getfd(c->bev), EV_READ | EV_PERSIST,
+                              on_gone_watch, c);
+    if (c->gone_watch)
+      event_add(c->gone_watch, NULL);
+  }
 }
 
 void conns_stream_kept(struct conns *cs, struct evhttp_request *req)
